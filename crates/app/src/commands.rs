@@ -1,0 +1,147 @@
+//! The subcommands other than `demo`: serve, migrate, erasure run, admin create, keys, check-config.
+
+use crate::bootstrap;
+use crate::roles::Roles;
+use crate::server::{Services, ServicesConfig};
+use crate::settings::Settings;
+use anyhow::Context;
+use domain::{Clock, SystemClock};
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use web::layers::Limits;
+
+/// Opens everything a command needs. `base_url` names the issuer for tokens.
+pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Services> {
+    let store = bootstrap::open_store(settings).await?;
+    if settings.migrate_on_start {
+        store.migrate().await.context("cannot apply database migrations")?;
+    }
+    let keys = bootstrap::open_keys(settings)?;
+    let signing = bootstrap::signing_keys(settings)?;
+    let secret = bootstrap::rewards_secret(settings)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(Services::new(
+        store,
+        bootstrap::vault(keys),
+        signing,
+        bootstrap::clients(base_url, &secret),
+        clock,
+        ServicesConfig {
+            public_base_url: base_url.to_owned(),
+            erasure_grace_seconds: settings.erasure_grace_seconds,
+            password_hash_concurrency: settings.password_hash_concurrency,
+            limits: Limits {
+                max_body_bytes: settings.max_body_bytes,
+                request_timeout: Duration::from_secs(settings.request_timeout_seconds),
+                max_concurrent_requests: settings.max_concurrent_requests,
+            },
+        },
+    ))
+}
+
+fn base_url(settings: &Settings, bound: Option<std::net::SocketAddr>) -> String {
+    settings
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", bound.map(|a| a.to_string()).unwrap_or_else(|| settings.addr.clone())))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let roles = Roles::parse(&settings.roles)?;
+    let listener = TcpListener::bind(&settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another program using it? (EXAMPLEBANK_ADDR or --addr)", settings.addr))?;
+    let local = listener.local_addr()?;
+    let base = base_url(&settings, Some(local));
+    let services = assemble(&settings, &base).await?;
+    let (stop, stopped) = watch::channel(false);
+    let workers = services.spawn_workers(&roles, Duration::from_secs(settings.erasure_interval_seconds), &stopped);
+    let app = services.router(&roles);
+    tracing::info!(address = %local, roles = %roles.names().join(","), backend = services.store.backend().name(), "examplebank listening");
+    println!("examplebank listening on http://{local} (roles: {})", roles.names().join(","));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("shutting down: stopping workers");
+    let _ = stop.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    services.store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn migrate(mut settings: Settings) -> anyhow::Result<()> {
+    settings.migrate_on_start = false;
+    let store = bootstrap::open_store(&settings).await?;
+    let applied = store.migrate().await.context("cannot apply database migrations")?;
+    println!("{} migration(s) applied on {}: {}", applied.len(), store.backend().name(), applied.join(", "));
+    store.close().await;
+    Ok(())
+}
+
+pub async fn erasure_run(settings: Settings) -> anyhow::Result<()> {
+    let services = assemble(&settings, &base_url(&settings, None)).await?;
+    let erased = services.erasure_worker().run_once().await.context("the erasure pass failed")?;
+    println!("erasure pass complete: {erased} person(s) erased");
+    services.store.close().await;
+    Ok(())
+}
+
+/// Creates an administrator. The password is read from the first line of standard input.
+pub async fn admin_create(settings: Settings, username: &str) -> anyhow::Result<()> {
+    let username = domain::Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = domain::Password::parse(line.trim_end_matches(['\n', '\r'])).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let services = assemble(&settings, &base_url(&settings, None)).await?;
+    let profile = identity::NewProfile {
+        username,
+        password,
+        given_name: None,
+        family_name: None,
+        email: None,
+    };
+    let id = identity::create_account(&services.identity_state(), profile, "admin")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the administrator: {e}"))?;
+    println!("administrator created: {id}");
+    services.store.close().await;
+    Ok(())
+}
+
+pub fn rotate_signing(settings: &Settings) -> anyhow::Result<()> {
+    let dir = settings.keys_dir().join("signing");
+    let kid = crypto::keyring::SigningKeyRing::rotate(&dir, SystemClock.now_secs())
+        .with_context(|| format!("cannot rotate the signing keys in {}", dir.display()))?;
+    println!("new signing key {kid} is active; restart the server to sign with it (old tokens keep verifying until they expire)");
+    Ok(())
+}
+
+pub fn check_config(settings: &Settings) {
+    println!("# effective settings (secrets redacted)\n{}", settings.redacted_toml());
+}

@@ -1,0 +1,11 @@
+//! The composition root of examplebank: settings, telemetry, role selection and the wiring of
+//! stores, keys and workers. Only this crate knows which store, which roles and which ports.
+
+pub mod bootstrap;
+pub mod commands;
+pub mod demo;
+pub mod landing;
+pub mod roles;
+pub mod server;
+pub mod settings;
+pub mod telemetry;

@@ -1,0 +1,133 @@
+//! `examplebank`: one binary for every role and every operation.
+
+use clap::{Parser, Subcommand};
+use examplebank::settings::{Overrides, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "examplebank", version, about = "A privacy-by-design back end for a credit-card rewards app")]
+struct Cli {
+    /// A TOML settings file (also EXAMPLEBANK_CONFIG).
+    #[arg(long, global = true, env = "EXAMPLEBANK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded database and the key store [default: ./data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP server and the workers of the chosen roles.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        addr: Option<String>,
+        /// `all`, or a comma-separated list of identity, users, transactions, rewards, erasure, ui.
+        #[arg(long)]
+        roles: Option<String>,
+    },
+    /// Applies database migrations, then exits.
+    Migrate,
+    /// Erasure operations.
+    Erasure {
+        #[command(subcommand)]
+        command: ErasureCommand,
+    },
+    /// Walks the whole journey over HTTP against a running server.
+    Demo {
+        #[arg(long)]
+        url: String,
+    },
+    /// Administrator accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Validates the settings and prints them with secrets redacted.
+    CheckConfig {
+        #[arg(long)]
+        addr: Option<String>,
+        #[arg(long)]
+        roles: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ErasureCommand {
+    /// Carries out every due erasure request once, then exits.
+    Run,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Creates an administrator; the password is read from standard input.
+    Create { username: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Adds a new token-signing key; older keys keep verifying during an overlap window.
+    RotateSigning,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        ..Overrides::default()
+    };
+    match &cli.command {
+        Command::Serve { addr, roles } | Command::CheckConfig { addr, roles } => {
+            overrides.addr = addr.clone();
+            overrides.roles = roles.clone();
+        }
+        _ => {}
+    }
+    let settings = match Settings::load(cli.config.as_deref(), &overrides) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("examplebank: the settings are not valid: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    examplebank::telemetry::init(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("examplebank: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command, settings));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("examplebank: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    use examplebank::commands;
+    match command {
+        Command::Serve { .. } => commands::serve(settings).await,
+        Command::Migrate => commands::migrate(settings).await,
+        Command::Erasure { command: ErasureCommand::Run } => commands::erasure_run(settings).await,
+        Command::Demo { url } => examplebank::demo::run(&url).await,
+        Command::Admin { command: AdminCommand::Create { username } } => commands::admin_create(settings, &username).await,
+        Command::Keys { command: KeysCommand::RotateSigning } => commands::rotate_signing(&settings),
+        Command::CheckConfig { .. } => {
+            commands::check_config(&settings);
+            Ok(())
+        }
+    }
+}

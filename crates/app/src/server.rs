@@ -1,0 +1,158 @@
+//! Wires the roles into one router and starts the workers a process runs.
+
+use crate::roles::Roles;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use crypto::keyring::SigningKeyRing;
+use crypto::vault::Vault;
+use domain::Clock;
+use identity::{ClientRegistry, IdentityConfig, IdentityState, PasswordHasher};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use web::layers::Limits;
+use web::TokenVerifier;
+
+/// Everything the roles share, built once per process.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub vault: Arc<Vault>,
+    pub signing: Arc<SigningKeyRing>,
+    pub verifier: Arc<TokenVerifier>,
+    pub clients: Arc<ClientRegistry>,
+    pub clock: Arc<dyn Clock>,
+    pub identity: Arc<IdentityConfig>,
+    pub hasher: PasswordHasher,
+    pub reward_wakeup: Arc<Notify>,
+    pub erasure_wakeup: Arc<Notify>,
+    pub erasure_grace_seconds: i64,
+    pub limits: Limits,
+}
+
+pub struct ServicesConfig {
+    pub public_base_url: String,
+    pub erasure_grace_seconds: i64,
+    pub password_hash_concurrency: usize,
+    pub limits: Limits,
+}
+
+impl Services {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        signing: SigningKeyRing,
+        clients: ClientRegistry,
+        clock: Arc<dyn Clock>,
+        config: ServicesConfig,
+    ) -> Self {
+        let identity = Arc::new(IdentityConfig::new(&config.public_base_url));
+        let verifier = Arc::new(TokenVerifier::new(
+            signing.verifier(),
+            identity.issuer.clone(),
+            identity.audience.clone(),
+            store.clone(),
+            Arc::clone(&clock),
+        ));
+        Self {
+            store,
+            vault,
+            signing: Arc::new(signing),
+            verifier,
+            clients: Arc::new(clients),
+            clock,
+            identity,
+            hasher: PasswordHasher::new(config.password_hash_concurrency, Duration::from_secs(3)),
+            reward_wakeup: Arc::new(Notify::new()),
+            erasure_wakeup: Arc::new(Notify::new()),
+            erasure_grace_seconds: config.erasure_grace_seconds,
+            limits: config.limits,
+        }
+    }
+
+    pub fn identity_state(&self) -> IdentityState {
+        IdentityState {
+            store: self.store.clone(),
+            keys: Arc::clone(&self.signing),
+            vault: Arc::clone(&self.vault),
+            verifier: Arc::clone(&self.verifier),
+            clients: Arc::clone(&self.clients),
+            hasher: self.hasher.clone(),
+            clock: Arc::clone(&self.clock),
+            config: Arc::clone(&self.identity),
+        }
+    }
+
+    /// The router for the roles this process serves, with every protective layer.
+    pub fn router(&self, roles: &Roles) -> Router {
+        let mut router = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz).with_state(self.store.clone()));
+        if roles.has("identity") {
+            router = router.merge(identity::router(self.identity_state()));
+        }
+        if roles.has("users") {
+            router = router.merge(users::router(users::UsersState {
+                store: self.store.clone(),
+                vault: Arc::clone(&self.vault),
+                verifier: Arc::clone(&self.verifier),
+                clock: Arc::clone(&self.clock),
+                erasure_grace_seconds: self.erasure_grace_seconds,
+                erasure_wakeup: Arc::clone(&self.erasure_wakeup),
+            }));
+        }
+        if roles.has("transactions") {
+            router = router.merge(transactions::router(transactions::TransactionsState {
+                store: self.store.clone(),
+                vault: Arc::clone(&self.vault),
+                verifier: Arc::clone(&self.verifier),
+                clock: Arc::clone(&self.clock),
+                reward_wakeup: Arc::clone(&self.reward_wakeup),
+            }));
+        }
+        if roles.has("ui") {
+            router = router.merge(crate::landing::router());
+        }
+        web::layers::harden(router, &self.limits)
+    }
+
+    /// Starts the background workers of the roles this process runs.
+    pub fn spawn_workers(
+        &self,
+        roles: &Roles,
+        erasure_interval: Duration,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        if roles.has("rewards") {
+            let worker = rewards::RewardWorker::new(self.store.clone(), Arc::clone(&self.clock), Default::default());
+            handles.push(tokio::spawn(worker.run(Arc::clone(&self.reward_wakeup), shutdown.clone())));
+        }
+        if roles.has("erasure") {
+            let worker = self.erasure_worker();
+            handles.push(tokio::spawn(worker.run(erasure_interval, Arc::clone(&self.erasure_wakeup), shutdown.clone())));
+        }
+        handles
+    }
+
+    pub fn erasure_worker(&self) -> erasure::ErasureWorker {
+        erasure::ErasureWorker::new(self.store.clone(), Arc::clone(&self.vault), Arc::clone(&self.clock))
+    }
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "alive" })).into_response()
+}
+
+async fn readyz(axum::extract::State(store): axum::extract::State<Store>) -> Response {
+    if store.ping().await {
+        Json(serde_json::json!({ "status": "ready", "database": "up" })).into_response()
+    } else {
+        web::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "the database does not answer")
+            .into_response()
+    }
+}

@@ -1,0 +1,322 @@
+//! One typed `Settings`: defaults in code, then an optional TOML file, then `EXAMPLEBANK_*`
+//! environment variables (secrets also from `EXAMPLEBANK_*_FILE`), then command-line flags.
+//! `validate` fails fast with a message that says what to fix.
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A secret setting: never printed, never logged.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on.
+    pub addr: String,
+    /// Directory for the SQLite database, keys and journal.
+    pub data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL; unset for the embedded SQLite file.
+    pub database_url: Option<Secret>,
+    /// The URL people reach the server at; defaults to `http://<addr>`.
+    pub public_base_url: Option<String>,
+    /// Roles this process runs: `all`, or a comma-separated list.
+    pub roles: String,
+    /// `json` (one JSON object per line) or `text`.
+    pub log_format: String,
+    /// A tracing filter, e.g. `info` or `examplebank=debug,info`.
+    pub log_level: String,
+    /// Where the key store lives (master key, data keys, signing keys, erasure journal).
+    pub keys_dir: Option<PathBuf>,
+    /// The master key as `<id>:<base64url 32 bytes>`; or give `master_key_file`.
+    pub master_key: Option<Secret>,
+    pub master_key_file: Option<PathBuf>,
+    /// Secret of the confidential `rewards` service client; generated and kept in the key
+    /// store when unset in the embedded default.
+    pub rewards_client_secret: Option<Secret>,
+    /// Seconds between an erasure request and its execution.
+    pub erasure_grace_seconds: i64,
+    /// Seconds between erasure passes (requests also wake the worker at once).
+    pub erasure_interval_seconds: u64,
+    /// Apply migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    pub max_body_bytes: usize,
+    pub request_timeout_seconds: u64,
+    pub max_concurrent_requests: usize,
+    /// How many Argon2 hashes may run at once.
+    pub password_hash_concurrency: usize,
+    pub database_max_connections: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            public_base_url: None,
+            roles: "all".into(),
+            log_format: "json".into(),
+            log_level: "info".into(),
+            keys_dir: None,
+            master_key: None,
+            master_key_file: None,
+            rewards_client_secret: None,
+            erasure_grace_seconds: 0,
+            erasure_interval_seconds: 10,
+            migrate_on_start: true,
+            max_body_bytes: 64 * 1024,
+            request_timeout_seconds: 30,
+            max_concurrent_requests: 512,
+            password_hash_concurrency: 2,
+            database_max_connections: 16,
+        }
+    }
+}
+
+/// Keys whose values are secrets and may also come from `EXAMPLEBANK_<KEY>_FILE`.
+const SECRET_KEYS: &[&str] = &["database_url", "master_key", "rewards_client_secret"];
+/// Keys whose values are numbers or booleans rather than text.
+const INTEGER_KEYS: &[&str] = &[
+    "erasure_grace_seconds",
+    "erasure_interval_seconds",
+    "max_body_bytes",
+    "request_timeout_seconds",
+    "max_concurrent_requests",
+    "password_hash_concurrency",
+    "database_max_connections",
+];
+const BOOLEAN_KEYS: &[&str] = &["migrate_on_start"];
+pub const ALL_KEYS: &[&str] = &[
+    "addr", "data_dir", "database_url", "public_base_url", "roles", "log_format", "log_level",
+    "keys_dir", "master_key", "master_key_file", "rewards_client_secret", "erasure_grace_seconds",
+    "erasure_interval_seconds", "migrate_on_start", "max_body_bytes", "request_timeout_seconds",
+    "max_concurrent_requests", "password_hash_concurrency", "database_max_connections",
+];
+
+/// Flags that override everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub roles: Option<String>,
+}
+
+impl Settings {
+    /// Loads settings in order: defaults, file, environment, flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, overrides)
+    }
+
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("the settings file {} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("EXAMPLEBANK_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if key == "config" {
+                continue;
+            }
+            if let Some(secret_key) = key.strip_suffix("_file").filter(|k| SECRET_KEYS.contains(k)) {
+                let text = std::fs::read_to_string(value)
+                    .with_context(|| format!("cannot read {name} (the file named by {name})"))?;
+                table.insert(secret_key.to_owned(), toml::Value::String(text.trim().to_owned()));
+                continue;
+            }
+            if !ALL_KEYS.contains(&key.as_str()) {
+                bail!("unknown setting {name}; known settings: {}", known_env_names());
+            }
+            table.insert(key.clone(), typed_value(&key, name, value)?);
+        }
+        if let Some(addr) = &overrides.addr {
+            table.insert("addr".into(), toml::Value::String(addr.clone()));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            table.insert("data_dir".into(), toml::Value::String(dir.display().to_string()));
+        }
+        if let Some(roles) = &overrides.roles {
+            table.insert("roles".into(), toml::Value::String(roles.clone()));
+        }
+        let settings: Settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid settings: {}", e.message()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.addr.parse::<SocketAddr>().with_context(|| {
+            "addr must be HOST:PORT with an IP address, e.g. 127.0.0.1:8080 (EXAMPLEBANK_ADDR or --addr)"
+        })?;
+        if let Some(url) = &self.database_url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database_url must start with postgres:// (EXAMPLEBANK_DATABASE_URL); leave it unset for the embedded SQLite database");
+            }
+        }
+        if let Some(base) = &self.public_base_url {
+            if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') || base.contains('#') {
+                bail!("public_base_url must be an http:// or https:// URL without query or fragment, e.g. https://bank.example.org");
+            }
+        }
+        crate::roles::Roles::parse(&self.roles)?;
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            bail!("log_format must be json or text (EXAMPLEBANK_LOG_FORMAT)");
+        }
+        if self.log_level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            bail!("log_level must be a tracing filter such as info or examplebank=debug,info");
+        }
+        if !(0..=30 * 24 * 3600).contains(&self.erasure_grace_seconds) {
+            bail!("erasure_grace_seconds must be between 0 and 2592000 (30 days: erasure is due within a month)");
+        }
+        let positive = [
+            ("erasure_interval_seconds", self.erasure_interval_seconds as u128),
+            ("max_body_bytes", self.max_body_bytes as u128),
+            ("request_timeout_seconds", self.request_timeout_seconds as u128),
+            ("max_concurrent_requests", self.max_concurrent_requests as u128),
+            ("password_hash_concurrency", self.password_hash_concurrency as u128),
+            ("database_max_connections", u128::from(self.database_max_connections)),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                bail!("{name} must be greater than zero");
+            }
+        }
+        if self.master_key.is_some() && self.master_key_file.is_some() {
+            bail!("set either master_key or master_key_file, not both");
+        }
+        let split = crate::roles::Roles::parse(&self.roles)?.is_split();
+        if split && self.database_url.is_none() {
+            bail!("running separate roles needs PostgreSQL: set EXAMPLEBANK_DATABASE_URL=postgres://...; SQLite serves only --roles all");
+        }
+        Ok(())
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("examplebank.sqlite")
+    }
+
+    /// The effective settings as TOML, secrets redacted (for `check-config`).
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}"))
+    }
+}
+
+fn known_env_names() -> String {
+    ALL_KEYS
+        .iter()
+        .map(|k| format!("EXAMPLEBANK_{}", k.to_ascii_uppercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn typed_value(key: &str, name: &str, value: &str) -> anyhow::Result<toml::Value> {
+    if INTEGER_KEYS.contains(&key) {
+        let number: i64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} must be a whole number"))?;
+        return Ok(toml::Value::Integer(number));
+    }
+    if BOOLEAN_KEYS.contains(&key) {
+        return match value.trim() {
+            "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
+            _ => bail!("{name} must be true or false"),
+        };
+    }
+    Ok(toml::Value::String(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("eb.toml");
+        std::fs::write(&file, "addr = \"127.0.0.1:9000\"\nerasure_grace_seconds = 60\n").expect("write");
+        let s = Settings::load_from(Some(&file), &[], &Overrides::default()).expect("load");
+        assert_eq!(s.addr, "127.0.0.1:9000");
+        assert_eq!(s.erasure_grace_seconds, 60);
+        let s = Settings::load_from(Some(&file), &env(&[("EXAMPLEBANK_ADDR", "127.0.0.1:9100")]), &Overrides::default()).expect("load");
+        assert_eq!(s.addr, "127.0.0.1:9100");
+        let flags = Overrides { addr: Some("127.0.0.1:9200".into()), ..Default::default() };
+        let s = Settings::load_from(Some(&file), &env(&[("EXAMPLEBANK_ADDR", "127.0.0.1:9100")]), &flags).expect("load");
+        assert_eq!(s.addr, "127.0.0.1:9200");
+    }
+
+    #[test]
+    fn bad_settings_say_what_to_fix() {
+        let cases = [
+            ("EXAMPLEBANK_ADDR", "localhost"),
+            ("EXAMPLEBANK_DATABASE_URL", "mysql://x"),
+            ("EXAMPLEBANK_ERASURE_GRACE_SECONDS", "soon"),
+            ("EXAMPLEBANK_LOG_FORMAT", "xml"),
+            ("EXAMPLEBANK_ROLES", "identity,bogus"),
+            ("EXAMPLEBANK_NOT_A_SETTING", "1"),
+            ("EXAMPLEBANK_ROLES", "identity"),
+        ];
+        for (name, value) in cases {
+            let err = Settings::load_from(None, &env(&[(name, value)]), &Overrides::default())
+                .expect_err(name);
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = Settings::load_from(
+            None,
+            &env(&[("EXAMPLEBANK_DATABASE_URL", "postgres://user:hunter2@db/bank")]),
+            &Overrides::default(),
+        )
+        .expect("load");
+        assert!(!s.redacted_toml().contains("hunter2"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,159 @@
+//! The rewards role: a worker that drains the outbox and writes each transaction's points
+//! exactly once. The outbox row was written in the same database transaction as the charge,
+//! so no acknowledged charge can be missed; the write-back is conditional on the transaction
+//! not yet being processed, so a redelivered event cannot reward twice.
+
+use domain::Clock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{OutboxEvent, RewardOutcome, Store};
+use tokio::sync::{watch, Notify};
+
+/// Points per whole currency unit, rounded down per transaction: `minor * rate / 100`.
+pub fn points_for(amount_minor: i64, points_per_unit: i64) -> i64 {
+    amount_minor.saturating_mul(points_per_unit) / 100
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub batch: i64,
+    pub lease: Duration,
+    pub idle_poll: Duration,
+    /// Attempts before an event is parked for an administrator.
+    pub max_attempts: i64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            lease: Duration::from_secs(30),
+            idle_poll: Duration::from_millis(500),
+            max_attempts: 8,
+        }
+    }
+}
+
+pub struct RewardWorker {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProcessError {
+    #[error("poison event: {0}")]
+    Poison(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl RewardWorker {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, config: WorkerConfig) -> Self {
+        Self { store, clock, config }
+    }
+
+    /// Runs until `shutdown` turns true, waking early when `wakeup` is notified.
+    pub async fn run(self, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!("reward worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let handled = match self.run_once().await {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::warn!(error = %err, "reward worker could not claim events");
+                    0
+                }
+            };
+            if handled == 0 {
+                tokio::select! {
+                    _ = wakeup.notified() => {}
+                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        tracing::info!("reward worker stopped");
+    }
+
+    /// Claims one batch and handles it. Returns how many events were handled.
+    pub async fn run_once(&self) -> Result<usize, store::StoreError> {
+        let now = self.clock.now_micros();
+        let lease = i64::try_from(self.config.lease.as_micros()).unwrap_or(i64::MAX);
+        let events = self.store.claim_events(now, lease, self.config.batch).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let rules: HashMap<String, i64> = self.store.reward_rules().await?.into_iter().collect();
+        for event in &events {
+            self.handle(event, &rules).await;
+        }
+        Ok(events.len())
+    }
+
+    async fn handle(&self, event: &OutboxEvent, rules: &HashMap<String, i64>) {
+        let now = self.clock.now_micros();
+        let result = match self.process(event, rules).await {
+            Ok(()) => self.store.complete_event(event.seq).await,
+            Err(ProcessError::Poison(reason)) => {
+                tracing::error!(event = event.seq, %reason, "poison event parked");
+                self.store.park_event(event.seq, now, &reason).await
+            }
+            Err(ProcessError::Store(err)) if event.attempts >= self.config.max_attempts => {
+                tracing::error!(event = event.seq, error = %err, "event parked after repeated failures");
+                self.store.park_event(event.seq, now, "failed repeatedly").await
+            }
+            Err(ProcessError::Store(err)) => {
+                let backoff = 200_000i64 << event.attempts.clamp(0, 10);
+                tracing::warn!(event = event.seq, error = %err, "event will be retried");
+                self.store.retry_event(event.seq, now + backoff.min(60_000_000), "store error").await
+            }
+        };
+        if let Err(err) = result {
+            // The lease runs out and the event comes back: nothing is lost.
+            tracing::warn!(event = event.seq, error = %err, "could not record the event's outcome");
+        }
+    }
+
+    async fn process(&self, event: &OutboxEvent, rules: &HashMap<String, i64>) -> Result<(), ProcessError> {
+        if event.kind != "transaction.created" {
+            return Err(ProcessError::Poison(format!("unknown event kind {}", event.kind)));
+        }
+        let Some(transaction) = self.store.transaction(&event.subject).await? else {
+            return Err(ProcessError::Poison("the transaction does not exist".into()));
+        };
+        if transaction.processed || transaction.user_id.is_none() {
+            return Ok(());
+        }
+        let rate = rules.get(&transaction.category).copied().unwrap_or(1);
+        let points = points_for(transaction.amount_minor, rate);
+        match self
+            .store
+            .reward_transaction(&transaction.id, points, self.clock.now_micros())
+            .await?
+        {
+            RewardOutcome::Rewarded => {
+                tracing::info!(transaction = %transaction.id, points, "points written");
+                Ok(())
+            }
+            RewardOutcome::AlreadyProcessed => Ok(()),
+            RewardOutcome::NotFound => Err(ProcessError::Poison("the transaction vanished".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::points_for;
+
+    #[test]
+    fn points_are_whole_and_exact() {
+        assert_eq!(points_for(1234, 2), 24);
+        assert_eq!(points_for(10, 1), 0);
+        assert_eq!(points_for(5_000_000, 3), 150_000);
+        assert_eq!(points_for(110, 1), 1);
+    }
+}

@@ -1,0 +1,207 @@
+//! Registration, profile, rectification and the erasure request.
+
+use crate::{policy_hash, UsersState, POLICY_VERSION};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use crypto::vault::Vault;
+use domain::{Email, PersonName};
+use serde::Deserialize;
+use serde_json::json;
+use store::ConsentRecord;
+use web::{ApiError, Principal, StrictJson};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterRequest {
+    consent_given: bool,
+}
+
+pub async fn register_user(
+    State(state): State<UsersState>,
+    principal: Principal,
+    StrictJson(request): StrictJson<RegisterRequest>,
+) -> Result<StatusCode, ApiError> {
+    let id = principal.person()?;
+    let hash = policy_hash();
+    let consents: Vec<ConsentRecord> = domain::Purpose::ALL
+        .iter()
+        .map(|p| ConsentRecord {
+            purpose: p.as_str(),
+            granted: *p == domain::Purpose::Rewards && request.consent_given,
+            policy_version: POLICY_VERSION,
+            policy_hash: &hash,
+            method: "registration",
+        })
+        .collect();
+    match state.store.register_user(id, &consents, state.clock.now_micros()).await {
+        Ok(()) => {
+            tracing::info!(subject = %id, "person registered");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(store::StoreError::Conflict) => Err(ApiError::conflict("already-registered", "you are already registered")),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn registered(state: &UsersState, id: &str) -> Result<store::BankUser, ApiError> {
+    state
+        .store
+        .bank_user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("you are not registered; POST /bank/v1/users first"))
+}
+
+pub async fn get_profile(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+    let id = principal.person()?;
+    let user = registered(&state, id).await?;
+    let account = state
+        .store
+        .account(id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    let key = state
+        .vault
+        .person_key(id)
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    let open = |field: &str, sealed: &Option<Vec<u8>>| -> Result<Option<String>, ApiError> {
+        sealed
+            .as_deref()
+            .map(|s| Vault::open(&key, field, id, s).map_err(|e| ApiError::internal(&e)))
+            .transpose()
+    };
+    Ok(Json(json!({
+        "userId": user.id,
+        "username": Vault::open(&key, "accounts.username", id, &account.username_enc).map_err(|e| ApiError::internal(&e))?,
+        "givenName": open("accounts.given_name", &account.given_name_enc)?,
+        "familyName": open("accounts.family_name", &account.family_name_enc)?,
+        "email": open("accounts.email", &account.email_enc)?,
+        "consentGiven": user.consent_rewards,
+        "consents": {
+            "rewards": user.consent_rewards,
+            "analytics": user.consent_analytics,
+            "profiling": user.consent_profiling,
+        },
+        "restricted": user.restricted_at.is_some(),
+        "objectedToProfiling": user.objected_at.is_some(),
+        "deleteRequested": user.erasure_requested_at.is_some(),
+        "registeredAt": web::rfc3339(user.registered_at),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateRequest {
+    consent_given: Option<bool>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    email: Option<String>,
+}
+
+/// Changes consent for the rewards programme (the original API) and rectifies names and
+/// e-mail (Art. 16). Refused with 409 while erasure is pending.
+pub async fn update_profile(
+    State(state): State<UsersState>,
+    principal: Principal,
+    StrictJson(request): StrictJson<UpdateRequest>,
+) -> Result<StatusCode, ApiError> {
+    let id = principal.person()?;
+    let user = registered(&state, id).await?;
+    if user.erasure_requested_at.is_some() {
+        return Err(ApiError::conflict("erasure-pending", "your data is being erased; it can no longer be changed"));
+    }
+    let given = request.given_name.as_deref().map(|n| PersonName::parse("givenName", n)).transpose()?;
+    let family = request.family_name.as_deref().map(|n| PersonName::parse("familyName", n)).transpose()?;
+    let email = request.email.as_deref().map(Email::parse).transpose()?;
+    let now = state.clock.now_micros();
+    if given.is_some() || family.is_some() || email.is_some() {
+        rectify(&state, id, given, family, email).await?;
+    }
+    if let Some(granted) = request.consent_given {
+        let hash = policy_hash();
+        let record = ConsentRecord {
+            purpose: "rewards",
+            granted,
+            policy_version: POLICY_VERSION,
+            policy_hash: &hash,
+            method: "api",
+        };
+        if !state.store.set_consent(id, &record, now).await? {
+            return Err(ApiError::conflict("erasure-pending", "your data is being erased; it can no longer be changed"));
+        }
+        tracing::info!(subject = %id, purpose = "rewards", granted, "consent changed");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rectify(
+    state: &UsersState,
+    id: &str,
+    given: Option<PersonName>,
+    family: Option<PersonName>,
+    email: Option<Email>,
+) -> Result<(), ApiError> {
+    let account = state
+        .store
+        .account(id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    let key = state
+        .vault
+        .person_key(id)
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    let reseal = |field: &str, new: Option<&str>, old: &Option<Vec<u8>>| -> Vec<u8> {
+        match new {
+            Some(text) => Vault::seal(&key, field, id, text),
+            None => old.clone().unwrap_or_default(),
+        }
+    };
+    state
+        .store
+        .update_account_profile(
+            id,
+            &reseal("accounts.given_name", given.as_ref().map(PersonName::as_str), &account.given_name_enc),
+            &reseal("accounts.family_name", family.as_ref().map(PersonName::as_str), &account.family_name_enc),
+            &reseal("accounts.email", email.as_ref().map(Email::as_str), &account.email_enc),
+        )
+        .await?;
+    tracing::info!(subject = %id, "profile rectified");
+    Ok(())
+}
+
+async fn start_erasure(state: &UsersState, id: &str) -> Result<serde_json::Value, ApiError> {
+    let now = state.clock.now_micros();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let run_after = now + state.erasure_grace_seconds * 1_000_000;
+    let due = now + 30 * 24 * 3600 * 1_000_000;
+    let created = state.store.request_erasure(&request_id, id, now, run_after, due).await?;
+    if created {
+        tracing::info!(subject = %id, request = %request_id, "erasure requested");
+    }
+    state.erasure_wakeup.notify_one();
+    Ok(json!({
+        "requestId": request_id,
+        "receivedAt": web::rfc3339(now),
+        "scheduledFor": web::rfc3339(run_after),
+        "dueBy": web::rfc3339(due),
+        "alreadyPending": !created,
+    }))
+}
+
+/// The original API: 204, and erasure starts.
+pub async fn delete_self(State(state): State<UsersState>, principal: Principal) -> Result<StatusCode, ApiError> {
+    let id = principal.person()?;
+    start_erasure(&state, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// 202 with the request's details; the erasure runs after the grace period.
+pub async fn request_erasure(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+    let id = principal.person()?;
+    let body = start_erasure(&state, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

@@ -1,0 +1,22 @@
+//! HTTP plumbing every role shares, so each role's handlers stay about their own job:
+//! errors as RFC 9457 problem+json, a strict JSON extractor, bearer-token authentication,
+//! and the protective layers (limits, timeouts, security headers, request ids).
+
+pub mod auth;
+pub mod html;
+pub mod json;
+pub mod layers;
+pub mod problem;
+
+pub use auth::{Principal, PrincipalKind, TokenVerifier};
+pub use json::StrictJson;
+pub use problem::ApiError;
+
+/// Formats microseconds since the epoch as RFC 3339 in UTC with second precision.
+pub fn rfc3339(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
