@@ -221,8 +221,11 @@ pub async fn submit_login(
         expires_at: now + state.config.code_seconds,
         now,
     };
-    if let Err(err) = state.store.insert_auth_code(&record).await {
-        return web::ApiError::from(err).into_response();
+    match state.store.insert_auth_code(&record).await {
+        Ok(()) => {}
+        // Erased while the password was being checked: the account is gone.
+        Err(store::StoreError::Missing) => return login_form(StatusCode::UNAUTHORIZED, &checked, Some(LOGIN_FAILED)),
+        Err(err) => return web::ApiError::from(err).into_response(),
     }
     tracing::info!(subject = %account.id, "login succeeded");
     let mut pairs = vec![("code", code.as_str())];

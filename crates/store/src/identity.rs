@@ -297,7 +297,8 @@ impl Store {
         .bind(scope)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(StoreError::from_write)?;
         if let Some(code_hash) = code_hash {
             sqlx::query("UPDATE auth_codes SET family_id = $2 WHERE code_hash = $1")
                 .bind(code_hash)

@@ -34,6 +34,9 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("a record with the same key already exists")]
     Conflict,
+    /// A record this write refers to is gone (deleted concurrently, e.g. by erasure).
+    #[error("a record this write refers to no longer exists")]
+    Missing,
     #[error("the database is unavailable or failed: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored data is not what this version expects: {0}")]
@@ -48,6 +51,9 @@ impl StoreError {
         if let sqlx::Error::Database(db) = &err {
             if db.is_unique_violation() {
                 return StoreError::Conflict;
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::Missing;
             }
         }
         StoreError::Database(err)
@@ -78,7 +84,10 @@ pub struct Store {
     /// Writes go here. On SQLite this pool has exactly one connection, so writers queue in
     /// the process instead of failing with "database is locked".
     writer: AnyPool,
-    /// Reads go here; on PostgreSQL it is the same pool as `writer`.
+    /// Reads go here. Today it is the same pool as `writer` on both backends: on SQLite a
+    /// second connection can keep reading an old snapshot while a statement it stopped early
+    /// (`fetch_optional`) is not reset, which let a just-erased account log in once. Kept as
+    /// a separate handle so PostgreSQL read replicas can be added without touching queries.
     reader: AnyPool,
     backend: Backend,
 }
@@ -100,13 +109,7 @@ impl Store {
             .after_connect(|conn, _| sqlite_pragmas(conn))
             .connect(&url)
             .await?;
-        let reader = AnyPoolOptions::new()
-            .max_connections(options.max_connections.clamp(1, 8))
-            .acquire_timeout(options.acquire_timeout)
-            .test_before_acquire(false)
-            .after_connect(|conn, _| sqlite_pragmas(conn))
-            .connect(&url)
-            .await?;
+        let reader = writer.clone();
         Ok(Self {
             writer,
             reader,
