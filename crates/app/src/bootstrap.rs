@@ -57,7 +57,8 @@ pub fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
 
 pub fn signing_keys(settings: &Settings) -> anyhow::Result<SigningKeyRing> {
     let dir = settings.keys_dir().join("signing");
-    SigningKeyRing::load_or_create(&dir).with_context(|| format!("cannot open the signing keys at {}", dir.display()))
+    SigningKeyRing::load_or_create(&dir)
+        .with_context(|| format!("cannot open the signing keys at {}", dir.display()))
 }
 
 /// The secret of the `rewards` service client: from settings, or generated once and kept in
@@ -71,7 +72,9 @@ pub fn rewards_secret(settings: &Settings) -> anyhow::Result<String> {
         return Ok(text.trim().to_owned());
     }
     if !settings.is_embedded() {
-        anyhow::bail!("set EXAMPLEBANK_REWARDS_CLIENT_SECRET (or _FILE) for the rewards service client");
+        anyhow::bail!(
+            "set EXAMPLEBANK_REWARDS_CLIENT_SECRET (or _FILE) for the rewards service client"
+        );
     }
     let secret = crypto::secrets::random_token();
     write_private(&path, &secret)?;
@@ -101,7 +104,10 @@ pub fn clients(public_base_url: &str, rewards_secret: &str) -> ClientRegistry {
         Client {
             id: "simulator".into(),
             kind: ClientKind::Public,
-            redirect_uris: vec![format!("{}/callback", public_base_url.trim_end_matches('/'))],
+            redirect_uris: vec![format!(
+                "{}/callback",
+                public_base_url.trim_end_matches('/')
+            )],
             allowed_scopes: Scopes::new([Scope::OpenId, Scope::Bank, Scope::Admin]),
             authorization_code: true,
             client_credentials: false,

@@ -17,7 +17,10 @@ use web::layers::Limits;
 pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Services> {
     let store = bootstrap::open_store(settings).await?;
     if settings.migrate_on_start {
-        store.migrate().await.context("cannot apply database migrations")?;
+        store
+            .migrate()
+            .await
+            .context("cannot apply database migrations")?;
     }
     let keys = bootstrap::open_keys(settings)?;
     let signing = bootstrap::signing_keys(settings)?;
@@ -46,24 +49,41 @@ fn base_url(settings: &Settings, bound: Option<std::net::SocketAddr>) -> String 
     settings
         .public_base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", bound.map(|a| a.to_string()).unwrap_or_else(|| settings.addr.clone())))
+        .unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                bound
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| settings.addr.clone())
+            )
+        })
         .trim_end_matches('/')
         .to_owned()
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let roles = Roles::parse(&settings.roles)?;
-    let listener = TcpListener::bind(&settings.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another program using it? (EXAMPLEBANK_ADDR or --addr)", settings.addr))?;
+    let listener = TcpListener::bind(&settings.addr).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another program using it? (EXAMPLEBANK_ADDR or --addr)",
+            settings.addr
+        )
+    })?;
     let local = listener.local_addr()?;
     let base = base_url(&settings, Some(local));
     let services = assemble(&settings, &base).await?;
     let (stop, stopped) = watch::channel(false);
-    let workers = services.spawn_workers(&roles, Duration::from_secs(settings.erasure_interval_seconds), &stopped);
+    let workers = services.spawn_workers(
+        &roles,
+        Duration::from_secs(settings.erasure_interval_seconds),
+        &stopped,
+    );
     let app = services.router(&roles);
     tracing::info!(address = %local, roles = %roles.names().join(","), backend = services.store.backend().name(), "examplebank listening");
-    println!("examplebank listening on http://{local} (roles: {})", roles.names().join(","));
+    println!(
+        "examplebank listening on http://{local} (roles: {})",
+        roles.names().join(",")
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -98,15 +118,27 @@ async fn shutdown_signal() {
 pub async fn migrate(mut settings: Settings) -> anyhow::Result<()> {
     settings.migrate_on_start = false;
     let store = bootstrap::open_store(&settings).await?;
-    let applied = store.migrate().await.context("cannot apply database migrations")?;
-    println!("{} migration(s) applied on {}: {}", applied.len(), store.backend().name(), applied.join(", "));
+    let applied = store
+        .migrate()
+        .await
+        .context("cannot apply database migrations")?;
+    println!(
+        "{} migration(s) applied on {}: {}",
+        applied.len(),
+        store.backend().name(),
+        applied.join(", ")
+    );
     store.close().await;
     Ok(())
 }
 
 pub async fn erasure_run(settings: Settings) -> anyhow::Result<()> {
     let services = assemble(&settings, &base_url(&settings, None)).await?;
-    let erased = services.erasure_worker().run_once().await.context("the erasure pass failed")?;
+    let erased = services
+        .erasure_worker()
+        .run_once()
+        .await
+        .context("the erasure pass failed")?;
     println!("erasure pass complete: {erased} person(s) erased");
     services.store.close().await;
     Ok(())
@@ -116,8 +148,12 @@ pub async fn erasure_run(settings: Settings) -> anyhow::Result<()> {
 pub async fn admin_create(settings: Settings, username: &str) -> anyhow::Result<()> {
     let username = domain::Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
-    let password = domain::Password::parse(line.trim_end_matches(['\n', '\r'])).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = domain::Password::parse(line.trim_end_matches(['\n', '\r']))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = assemble(&settings, &base_url(&settings, None)).await?;
     let profile = identity::NewProfile {
         username,
@@ -143,5 +179,8 @@ pub fn rotate_signing(settings: &Settings) -> anyhow::Result<()> {
 }
 
 pub fn check_config(settings: &Settings) {
-    println!("# effective settings (secrets redacted)\n{}", settings.redacted_toml());
+    println!(
+        "# effective settings (secrets redacted)\n{}",
+        settings.redacted_toml()
+    );
 }

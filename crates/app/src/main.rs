@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "examplebank", version, about = "A privacy-by-design back end for a credit-card rewards app")]
+#[command(
+    name = "examplebank",
+    version,
+    about = "A privacy-by-design back end for a credit-card rewards app"
+)]
 struct Cli {
     /// A TOML settings file (also EXAMPLEBANK_CONFIG).
     #[arg(long, global = true, env = "EXAMPLEBANK_CONFIG")]
@@ -99,7 +103,10 @@ fn main() -> ExitCode {
         }
     };
     examplebank::telemetry::init(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("examplebank: cannot start the async runtime: {err}");
@@ -121,10 +128,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => commands::serve(settings).await,
         Command::Migrate => commands::migrate(settings).await,
-        Command::Erasure { command: ErasureCommand::Run } => commands::erasure_run(settings).await,
+        Command::Erasure {
+            command: ErasureCommand::Run,
+        } => commands::erasure_run(settings).await,
         Command::Demo { url } => examplebank::demo::run(&url).await,
-        Command::Admin { command: AdminCommand::Create { username } } => commands::admin_create(settings, &username).await,
-        Command::Keys { command: KeysCommand::RotateSigning } => commands::rotate_signing(&settings),
+        Command::Admin {
+            command: AdminCommand::Create { username },
+        } => commands::admin_create(settings, &username).await,
+        Command::Keys {
+            command: KeysCommand::RotateSigning,
+        } => commands::rotate_signing(&settings),
         Command::CheckConfig { .. } => {
             commands::check_config(&settings);
             Ok(())

@@ -2,7 +2,14 @@
 
 use anyhow::bail;
 
-pub const ROLE_NAMES: [&str; 6] = ["identity", "users", "transactions", "rewards", "erasure", "ui"];
+pub const ROLE_NAMES: [&str; 6] = [
+    "identity",
+    "users",
+    "transactions",
+    "rewards",
+    "erasure",
+    "ui",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roles(Vec<&'static str>);
@@ -15,7 +22,10 @@ impl Roles {
         let mut roles = Vec::new();
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some(name) = ROLE_NAMES.iter().find(|n| **n == part) else {
-                bail!("unknown role '{part}' in roles; use all or a list of: {}", ROLE_NAMES.join(", "));
+                bail!(
+                    "unknown role '{part}' in roles; use all or a list of: {}",
+                    ROLE_NAMES.join(", ")
+                );
             };
             if !roles.contains(name) {
                 roles.push(*name);

@@ -129,18 +129,32 @@ impl Services {
     ) -> Vec<JoinHandle<()>> {
         let mut handles = Vec::new();
         if roles.has("rewards") {
-            let worker = rewards::RewardWorker::new(self.store.clone(), Arc::clone(&self.clock), Default::default());
-            handles.push(tokio::spawn(worker.run(Arc::clone(&self.reward_wakeup), shutdown.clone())));
+            let worker = rewards::RewardWorker::new(
+                self.store.clone(),
+                Arc::clone(&self.clock),
+                Default::default(),
+            );
+            handles.push(tokio::spawn(
+                worker.run(Arc::clone(&self.reward_wakeup), shutdown.clone()),
+            ));
         }
         if roles.has("erasure") {
             let worker = self.erasure_worker();
-            handles.push(tokio::spawn(worker.run(erasure_interval, Arc::clone(&self.erasure_wakeup), shutdown.clone())));
+            handles.push(tokio::spawn(worker.run(
+                erasure_interval,
+                Arc::clone(&self.erasure_wakeup),
+                shutdown.clone(),
+            )));
         }
         handles
     }
 
     pub fn erasure_worker(&self) -> erasure::ErasureWorker {
-        erasure::ErasureWorker::new(self.store.clone(), Arc::clone(&self.vault), Arc::clone(&self.clock))
+        erasure::ErasureWorker::new(
+            self.store.clone(),
+            Arc::clone(&self.vault),
+            Arc::clone(&self.clock),
+        )
     }
 }
 
@@ -152,7 +166,11 @@ async fn readyz(axum::extract::State(store): axum::extract::State<Store>) -> Res
     if store.ping().await {
         Json(serde_json::json!({ "status": "ready", "database": "up" })).into_response()
     } else {
-        web::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "the database does not answer")
-            .into_response()
+        web::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the database does not answer",
+        )
+        .into_response()
     }
 }

@@ -109,10 +109,25 @@ const INTEGER_KEYS: &[&str] = &[
 ];
 const BOOLEAN_KEYS: &[&str] = &["migrate_on_start"];
 pub const ALL_KEYS: &[&str] = &[
-    "addr", "data_dir", "database_url", "public_base_url", "roles", "log_format", "log_level",
-    "keys_dir", "master_key", "master_key_file", "rewards_client_secret", "erasure_grace_seconds",
-    "erasure_interval_seconds", "migrate_on_start", "max_body_bytes", "request_timeout_seconds",
-    "max_concurrent_requests", "password_hash_concurrency", "database_max_connections",
+    "addr",
+    "data_dir",
+    "database_url",
+    "public_base_url",
+    "roles",
+    "log_format",
+    "log_level",
+    "keys_dir",
+    "master_key",
+    "master_key_file",
+    "rewards_client_secret",
+    "erasure_grace_seconds",
+    "erasure_interval_seconds",
+    "migrate_on_start",
+    "max_body_bytes",
+    "request_timeout_seconds",
+    "max_concurrent_requests",
+    "password_hash_concurrency",
+    "database_max_connections",
 ];
 
 /// Flags that override everything else.
@@ -130,13 +145,18 @@ impl Settings {
         Self::load_from(file, &env, overrides)
     }
 
-    pub fn load_from(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> anyhow::Result<Self> {
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> anyhow::Result<Self> {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the settings file {}", path.display()))?;
-                text.parse::<toml::Table>()
-                    .with_context(|| format!("the settings file {} is not valid TOML", path.display()))?
+                text.parse::<toml::Table>().with_context(|| {
+                    format!("the settings file {} is not valid TOML", path.display())
+                })?
             }
             None => toml::Table::new(),
         };
@@ -148,14 +168,23 @@ impl Settings {
             if key == "config" {
                 continue;
             }
-            if let Some(secret_key) = key.strip_suffix("_file").filter(|k| SECRET_KEYS.contains(k)) {
+            if let Some(secret_key) = key
+                .strip_suffix("_file")
+                .filter(|k| SECRET_KEYS.contains(k))
+            {
                 let text = std::fs::read_to_string(value)
                     .with_context(|| format!("cannot read {name} (the file named by {name})"))?;
-                table.insert(secret_key.to_owned(), toml::Value::String(text.trim().to_owned()));
+                table.insert(
+                    secret_key.to_owned(),
+                    toml::Value::String(text.trim().to_owned()),
+                );
                 continue;
             }
             if !ALL_KEYS.contains(&key.as_str()) {
-                bail!("unknown setting {name}; known settings: {}", known_env_names());
+                bail!(
+                    "unknown setting {name}; known settings: {}",
+                    known_env_names()
+                );
             }
             table.insert(key.clone(), typed_value(&key, name, value)?);
         }
@@ -163,7 +192,10 @@ impl Settings {
             table.insert("addr".into(), toml::Value::String(addr.clone()));
         }
         if let Some(dir) = &overrides.data_dir {
-            table.insert("data_dir".into(), toml::Value::String(dir.display().to_string()));
+            table.insert(
+                "data_dir".into(),
+                toml::Value::String(dir.display().to_string()),
+            );
         }
         if let Some(roles) = &overrides.roles {
             table.insert("roles".into(), toml::Value::String(roles.clone()));
@@ -186,7 +218,10 @@ impl Settings {
             }
         }
         if let Some(base) = &self.public_base_url {
-            if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') || base.contains('#') {
+            if !(base.starts_with("http://") || base.starts_with("https://"))
+                || base.contains('?')
+                || base.contains('#')
+            {
                 bail!("public_base_url must be an http:// or https:// URL without query or fragment, e.g. https://bank.example.org");
             }
         }
@@ -194,19 +229,38 @@ impl Settings {
         if !matches!(self.log_format.as_str(), "json" | "text") {
             bail!("log_format must be json or text (EXAMPLEBANK_LOG_FORMAT)");
         }
-        if self.log_level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+        if self
+            .log_level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
             bail!("log_level must be a tracing filter such as info or examplebank=debug,info");
         }
         if !(0..=30 * 24 * 3600).contains(&self.erasure_grace_seconds) {
             bail!("erasure_grace_seconds must be between 0 and 2592000 (30 days: erasure is due within a month)");
         }
         let positive = [
-            ("erasure_interval_seconds", self.erasure_interval_seconds as u128),
+            (
+                "erasure_interval_seconds",
+                self.erasure_interval_seconds as u128,
+            ),
             ("max_body_bytes", self.max_body_bytes as u128),
-            ("request_timeout_seconds", self.request_timeout_seconds as u128),
-            ("max_concurrent_requests", self.max_concurrent_requests as u128),
-            ("password_hash_concurrency", self.password_hash_concurrency as u128),
-            ("database_max_connections", u128::from(self.database_max_connections)),
+            (
+                "request_timeout_seconds",
+                self.request_timeout_seconds as u128,
+            ),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests as u128,
+            ),
+            (
+                "password_hash_concurrency",
+                self.password_hash_concurrency as u128,
+            ),
+            (
+                "database_max_connections",
+                u128::from(self.database_max_connections),
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -228,7 +282,9 @@ impl Settings {
     }
 
     pub fn keys_dir(&self) -> PathBuf {
-        self.keys_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
+        self.keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
@@ -272,21 +328,41 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("eb.toml");
-        std::fs::write(&file, "addr = \"127.0.0.1:9000\"\nerasure_grace_seconds = 60\n").expect("write");
+        std::fs::write(
+            &file,
+            "addr = \"127.0.0.1:9000\"\nerasure_grace_seconds = 60\n",
+        )
+        .expect("write");
         let s = Settings::load_from(Some(&file), &[], &Overrides::default()).expect("load");
         assert_eq!(s.addr, "127.0.0.1:9000");
         assert_eq!(s.erasure_grace_seconds, 60);
-        let s = Settings::load_from(Some(&file), &env(&[("EXAMPLEBANK_ADDR", "127.0.0.1:9100")]), &Overrides::default()).expect("load");
+        let s = Settings::load_from(
+            Some(&file),
+            &env(&[("EXAMPLEBANK_ADDR", "127.0.0.1:9100")]),
+            &Overrides::default(),
+        )
+        .expect("load");
         assert_eq!(s.addr, "127.0.0.1:9100");
-        let flags = Overrides { addr: Some("127.0.0.1:9200".into()), ..Default::default() };
-        let s = Settings::load_from(Some(&file), &env(&[("EXAMPLEBANK_ADDR", "127.0.0.1:9100")]), &flags).expect("load");
+        let flags = Overrides {
+            addr: Some("127.0.0.1:9200".into()),
+            ..Default::default()
+        };
+        let s = Settings::load_from(
+            Some(&file),
+            &env(&[("EXAMPLEBANK_ADDR", "127.0.0.1:9100")]),
+            &flags,
+        )
+        .expect("load");
         assert_eq!(s.addr, "127.0.0.1:9200");
     }
 
@@ -312,7 +388,10 @@ mod tests {
     fn secrets_are_redacted() {
         let s = Settings::load_from(
             None,
-            &env(&[("EXAMPLEBANK_DATABASE_URL", "postgres://user:hunter2@db/bank")]),
+            &env(&[(
+                "EXAMPLEBANK_DATABASE_URL",
+                "postgres://user:hunter2@db/bank",
+            )]),
             &Overrides::default(),
         )
         .expect("load");

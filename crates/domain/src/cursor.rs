@@ -14,7 +14,12 @@ impl PageLimit {
         let Some(raw) = raw else {
             return Ok(Self(DEFAULT_PAGE));
         };
-        let reason = || Invalid::new("limit", format!("must be a whole number from 1 to {MAX_PAGE}"));
+        let reason = || {
+            Invalid::new(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_PAGE}"),
+            )
+        };
         if raw.is_empty() || raw.len() > 10 || !raw.bytes().all(|b| b.is_ascii_digit()) {
             return Err(reason());
         }
@@ -74,7 +79,11 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 fn encode_b64url(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
@@ -109,7 +118,17 @@ mod tests {
 
     #[test]
     fn c22_page_sizes_out_of_range_are_refused() {
-        for bad in ["2147483647", "0", "-1", "", "101", "1.5", "abc", " 5", "99999999999999999999"] {
+        for bad in [
+            "2147483647",
+            "0",
+            "-1",
+            "",
+            "101",
+            "1.5",
+            "abc",
+            " 5",
+            "99999999999999999999",
+        ] {
             assert!(PageLimit::parse(Some(bad)).is_err(), "{bad}");
         }
         assert_eq!(PageLimit::parse(None).map(PageLimit::get), Ok(DEFAULT_PAGE));
@@ -119,7 +138,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
         for seq in [1, 42, i64::MAX] {
-            assert_eq!(Cursor::decode(&Cursor::after(seq).encode()), Ok(Cursor::after(seq)));
+            assert_eq!(
+                Cursor::decode(&Cursor::after(seq).encode()),
+                Ok(Cursor::after(seq))
+            );
         }
         for bad in ["", "!!!", "djEuLTE", "djEuMA", "eDEuNQ", "a", "djEu"] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");

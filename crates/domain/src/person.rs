@@ -124,7 +124,10 @@ impl PersonName {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.chars().count() > 100 || has_control(trimmed) {
-            return Err(Invalid::new(field, "must be 1 to 100 characters without control characters"));
+            return Err(Invalid::new(
+                field,
+                "must be 1 to 100 characters without control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -186,7 +189,15 @@ mod tests {
 
     #[test]
     fn the_most_common_passwords_are_refused_in_any_letter_case() {
-        for common in ["password", "PASSWORD", "12345678", "qwerty123", "iloveyou", "sunshine", "baseball"] {
+        for common in [
+            "password",
+            "PASSWORD",
+            "12345678",
+            "qwerty123",
+            "iloveyou",
+            "sunshine",
+            "baseball",
+        ] {
             assert!(Password::parse(common).is_err(), "{common}");
         }
         for fine in ["violet-tangent-harbour", "Zq8!mN2#pL"] {
@@ -196,12 +207,17 @@ mod tests {
 
     #[test]
     fn usernames_and_emails() {
-        assert_eq!(Username::parse("Alice.B").map(|u| u.as_str().to_owned()), Ok("alice.b".into()));
+        assert_eq!(
+            Username::parse("Alice.B").map(|u| u.as_str().to_owned()),
+            Ok("alice.b".into())
+        );
         for bad in ["ab", "a b", "a/b", "ünï", &"a".repeat(65)] {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }
         assert!(Email::parse("a@b.co").is_ok());
-        for bad in ["a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@.com", "a@b.com."] {
+        for bad in [
+            "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@.com", "a@b.com.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

@@ -27,7 +27,9 @@ impl Purpose {
         Self::ALL
             .into_iter()
             .find(|p| p.as_str() == raw)
-            .ok_or_else(|| crate::Invalid::new("purpose", "must be rewards, analytics or profiling"))
+            .ok_or_else(|| {
+                crate::Invalid::new("purpose", "must be rewards, analytics or profiling")
+            })
     }
 }
 

@@ -26,7 +26,11 @@ pub struct ErasureWorker {
 
 impl ErasureWorker {
     pub fn new(store: Store, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, vault, clock }
+        Self {
+            store,
+            vault,
+            clock,
+        }
     }
 
     /// One pass over every due request. Returns how many people were erased.
@@ -54,7 +58,12 @@ impl ErasureWorker {
     }
 
     /// Runs a pass every `interval`, or at once when woken, until shutdown.
-    pub async fn run(self, interval: Duration, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        interval: Duration,
+        wakeup: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         tracing::info!("erasure worker started");
         loop {
             if *shutdown.borrow() {

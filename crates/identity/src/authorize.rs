@@ -42,7 +42,11 @@ enum Refusal {
     /// Shown on our page; never redirected.
     Page(&'static str),
     /// Sent back to the client's (verified) redirect URI.
-    Redirect { uri: String, error: &'static str, state: Option<String> },
+    Redirect {
+        uri: String,
+        error: &'static str,
+        state: Option<String>,
+    },
 }
 
 fn check(state: &IdentityState, p: &AuthorizeParams) -> Result<Checked, Refusal> {
@@ -56,7 +60,9 @@ fn check(state: &IdentityState, p: &AuthorizeParams) -> Result<Checked, Refusal>
         .redirect_uri
         .as_deref()
         .filter(|uri| client.accepts_redirect(uri))
-        .ok_or(Refusal::Page("This app asked to return to an address that is not registered."))?;
+        .ok_or(Refusal::Page(
+            "This app asked to return to an address that is not registered.",
+        ))?;
     let state_param = p.state.clone();
     let refuse = |error| Refusal::Redirect {
         uri: redirect_uri.to_owned(),
@@ -72,7 +78,9 @@ fn check(state: &IdentityState, p: &AuthorizeParams) -> Result<Checked, Refusal>
     // PKCE is mandatory and only S256 is accepted: `plain` would leak the verifier.
     let challenge = p.code_challenge.as_deref().unwrap_or("");
     let challenge_ok = challenge.len() == 43
-        && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if p.code_challenge_method.as_deref() != Some("S256") || !challenge_ok {
         return Err(refuse("invalid_request"));
     }
@@ -100,7 +108,9 @@ fn check(state: &IdentityState, p: &AuthorizeParams) -> Result<Checked, Refusal>
 fn redirect_with(state: &IdentityState, uri: &str, pairs: &[(&str, &str)]) -> Response {
     let mut url = match url::Url::parse(uri) {
         Ok(url) => url,
-        Err(_) => return pages::error_page(StatusCode::BAD_REQUEST, "The return address is not valid."),
+        Err(_) => {
+            return pages::error_page(StatusCode::BAD_REQUEST, "The return address is not valid.")
+        }
     };
     {
         let mut query = url.query_pairs_mut();
@@ -116,7 +126,11 @@ fn redirect_with(state: &IdentityState, uri: &str, pairs: &[(&str, &str)]) -> Re
 fn refusal_response(state: &IdentityState, refusal: Refusal) -> Response {
     match refusal {
         Refusal::Page(message) => pages::error_page(StatusCode::BAD_REQUEST, message),
-        Refusal::Redirect { uri, error, state: st } => {
+        Refusal::Redirect {
+            uri,
+            error,
+            state: st,
+        } => {
             let mut pairs = vec![("error", error)];
             if let Some(s) = st.as_deref() {
                 pairs.push(("state", s));
@@ -168,7 +182,10 @@ pub async fn submit_login(
     form: Result<Form<AuthorizeParams>, FormRejection>,
 ) -> Response {
     let Ok(Form(params)) = form else {
-        return pages::error_page(StatusCode::BAD_REQUEST, "The sign-in form could not be read.");
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "The sign-in form could not be read.",
+        );
     };
     let checked = match check(&state, &params) {
         Ok(checked) => checked,
@@ -224,7 +241,9 @@ pub async fn submit_login(
     match state.store.insert_auth_code(&record).await {
         Ok(()) => {}
         // Erased while the password was being checked: the account is gone.
-        Err(store::StoreError::Missing) => return login_form(StatusCode::UNAUTHORIZED, &checked, Some(LOGIN_FAILED)),
+        Err(store::StoreError::Missing) => {
+            return login_form(StatusCode::UNAUTHORIZED, &checked, Some(LOGIN_FAILED))
+        }
         Err(err) => return web::ApiError::from(err).into_response(),
     }
     tracing::info!(subject = %account.id, "login succeeded");

@@ -34,7 +34,10 @@ impl PasswordHasher {
         }
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
         let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| Busy)?
@@ -49,7 +52,10 @@ impl PasswordHasher {
         Ok(result)
     }
 
-    pub async fn hash(&self, password: domain::Password) -> Result<String, crate::CreateAccountError> {
+    pub async fn hash(
+        &self,
+        password: domain::Password,
+    ) -> Result<String, crate::CreateAccountError> {
         let hashed = self
             .run(move || crypto::password::hash_password(password.expose()))
             .await?;

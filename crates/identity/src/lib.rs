@@ -67,13 +67,25 @@ impl FromRef<IdentityState> for Arc<TokenVerifier> {
 
 pub fn router(state: IdentityState) -> Router {
     Router::new()
-        .route("/.well-known/openid-configuration", get(userinfo::discovery))
+        .route(
+            "/.well-known/openid-configuration",
+            get(userinfo::discovery),
+        )
         .route("/identity/v1/jwks", get(userinfo::jwks))
-        .route("/identity/v1/signup", get(signup::signup_page).post(signup::create_account))
-        .route("/identity/v1/authorize", get(authorize::show_login).post(authorize::submit_login))
+        .route(
+            "/identity/v1/signup",
+            get(signup::signup_page).post(signup::create_account),
+        )
+        .route(
+            "/identity/v1/authorize",
+            get(authorize::show_login).post(authorize::submit_login),
+        )
         .route("/identity/v1/token", post(token::issue_token))
         .route("/identity/v1/revoke", post(token::revoke_token))
-        .route("/identity/v1/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route(
+            "/identity/v1/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
         .route("/identity/v1/password", post(userinfo::change_password))
         .route("/identity/v1/style.css", get(|| async { pages::style() }))
         .with_state(state)
@@ -87,8 +99,15 @@ pub async fn create_account(
     role: &'static str,
 ) -> Result<String, CreateAccountError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let index = state.vault.blind_index("username", profile.username.as_str());
-    if state.store.account_by_username_index(&index).await?.is_some() {
+    let index = state
+        .vault
+        .blind_index("username", profile.username.as_str());
+    if state
+        .store
+        .account_by_username_index(&index)
+        .await?
+        .is_some()
+    {
         return Err(CreateAccountError::UsernameTaken);
     }
     let password_hash = state.hasher.hash(profile.password).await?;
@@ -98,8 +117,12 @@ pub async fn create_account(
         id: id.clone(),
         username_index: index,
         username_enc: seal("accounts.username", profile.username.as_str()),
-        given_name_enc: profile.given_name.map(|n| seal("accounts.given_name", n.as_str())),
-        family_name_enc: profile.family_name.map(|n| seal("accounts.family_name", n.as_str())),
+        given_name_enc: profile
+            .given_name
+            .map(|n| seal("accounts.given_name", n.as_str())),
+        family_name_enc: profile
+            .family_name
+            .map(|n| seal("accounts.family_name", n.as_str())),
         email_enc: profile.email.map(|e| seal("accounts.email", e.as_str())),
         password_hash,
         role,

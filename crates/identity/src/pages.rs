@@ -20,11 +20,20 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <body><main class=\"card\"><h1>{title}</h1>{body}</main></body></html>",
         title = escape(title),
     );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
 }
 
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    page(status, "Cannot continue", &format!("<p role=\"alert\">{}</p>", escape(message)))
+    page(
+        status,
+        "Cannot continue",
+        &format!("<p role=\"alert\">{}</p>", escape(message)),
+    )
 }
 
 /// The login form. `hidden` carries the authorization request through the POST.

@@ -37,7 +37,11 @@ pub async fn signup_page() -> Response {
     pages::signup_page(StatusCode::OK, None)
 }
 
-pub async fn create_account(State(state): State<IdentityState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create_account(
+    State(state): State<IdentityState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -58,27 +62,37 @@ pub async fn create_account(State(state): State<IdentityState>, headers: HeaderM
     }
     .await;
     match result {
-        Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "userId": id }))).into_response(),
+        Ok(id) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "userId": id })),
+        )
+            .into_response(),
         Err(err) => err.into_response(),
     }
 }
 
 async fn create_from_form(state: &IdentityState, body: &[u8]) -> Response {
     let Ok(request) = serde_urlencoded_form(body) else {
-        return pages::signup_page(StatusCode::BAD_REQUEST, Some("The form could not be read; fill it in again."));
+        return pages::signup_page(
+            StatusCode::BAD_REQUEST,
+            Some("The form could not be read; fill it in again."),
+        );
     };
     let profile = match request.parse() {
         Ok(profile) => profile,
-        Err(invalid) => return pages::signup_page(StatusCode::UNPROCESSABLE_ENTITY, Some(&invalid.to_string())),
+        Err(invalid) => {
+            return pages::signup_page(StatusCode::UNPROCESSABLE_ENTITY, Some(&invalid.to_string()))
+        }
     };
     match crate::create_account(state, profile, "person").await {
         Ok(id) => {
             tracing::info!(subject = %id, "account created");
             pages::signup_done_page()
         }
-        Err(crate::CreateAccountError::UsernameTaken) => {
-            pages::signup_page(StatusCode::CONFLICT, Some("That username is taken; choose another."))
-        }
+        Err(crate::CreateAccountError::UsernameTaken) => pages::signup_page(
+            StatusCode::CONFLICT,
+            Some("That username is taken; choose another."),
+        ),
         Err(err) => ApiError::from(err).into_response(),
     }
 }

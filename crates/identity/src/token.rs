@@ -55,37 +55,69 @@ fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<TokenForm, ApiError> {
             "send the token request as application/x-www-form-urlencoded",
         ));
     }
-    serde_urlencoded::from_bytes::<TokenForm>(body).map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the form could not be read"))
+    serde_urlencoded::from_bytes::<TokenForm>(body).map_err(|_| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the form could not be read",
+        )
+    })
 }
 
 /// Finds and authenticates the client: HTTP Basic or form fields for confidential clients,
 /// `client_id` alone for public ones.
-fn client<'a>(state: &'a IdentityState, headers: &HeaderMap, form: &TokenForm) -> Result<&'a Client, ApiError> {
+fn client<'a>(
+    state: &'a IdentityState,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<&'a Client, ApiError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
         .and_then(|b| decode_basic(b.trim()));
     let (id, secret) = match basic {
         Some((id, secret)) => (id, Some(secret)),
-        None => (form.client_id.clone().unwrap_or_default(), form.client_secret.clone()),
+        None => (
+            form.client_id.clone().unwrap_or_default(),
+            form.client_secret.clone(),
+        ),
     };
     state
         .clients
         .authenticate(&id, secret.as_deref())
-        .ok_or_else(|| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed"))
+        .ok_or_else(|| {
+            oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            )
+        })
 }
 
 fn decode_basic(encoded: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let unescape = |s: &str| url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((unescape(id)?, unescape(secret)?))
 }
 
-pub async fn issue_token(State(state): State<IdentityState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn issue_token(
+    State(state): State<IdentityState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let form = read_form(&headers, &body)?;
         let client = client(&state, &headers, &form)?;
@@ -107,8 +139,15 @@ pub async fn issue_token(State(state): State<IdentityState>, headers: HeaderMap,
     }
 }
 
-async fn exchange_code(state: &IdentityState, client: &Client, form: &TokenForm) -> Result<serde_json::Value, ApiError> {
-    let code = form.code.as_deref().ok_or_else(|| invalid_grant("code is missing"))?;
+async fn exchange_code(
+    state: &IdentityState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<serde_json::Value, ApiError> {
+    let code = form
+        .code
+        .as_deref()
+        .ok_or_else(|| invalid_grant("code is missing"))?;
     let code_hash = crypto::secrets::sha256_hex(code.as_bytes());
     let now = state.clock.now_secs();
     let grant = match state.store.consume_auth_code(&code_hash, now).await? {
@@ -143,17 +182,37 @@ async fn exchange_code(state: &IdentityState, client: &Client, form: &TokenForm)
         })
         .await?;
     let scopes = Scopes::parse(&grant.scope).unwrap_or_default();
-    let mut body = token_body(state, &grant.account_id, &client.id, &scopes, Some(&family_id), now);
+    let mut body = token_body(
+        state,
+        &grant.account_id,
+        &client.id,
+        &scopes,
+        Some(&family_id),
+        now,
+    );
     body["refresh_token"] = json!(refresh);
     if scopes.contains(Scope::OpenId) {
-        body["id_token"] = json!(id_token(state, &grant.account_id, &client.id, grant.nonce.as_deref(), now));
+        body["id_token"] = json!(id_token(
+            state,
+            &grant.account_id,
+            &client.id,
+            grant.nonce.as_deref(),
+            now
+        ));
     }
     tracing::info!(subject = %grant.account_id, client = %client.id, "tokens issued");
     Ok(body)
 }
 
-async fn refresh(state: &IdentityState, client: &Client, form: &TokenForm) -> Result<serde_json::Value, ApiError> {
-    let presented = form.refresh_token.as_deref().ok_or_else(|| invalid_grant("refresh_token is missing"))?;
+async fn refresh(
+    state: &IdentityState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<serde_json::Value, ApiError> {
+    let presented = form
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| invalid_grant("refresh_token is missing"))?;
     let now = state.clock.now_secs();
     let new_token = crypto::secrets::random_token();
     let outcome = state
@@ -169,40 +228,67 @@ async fn refresh(state: &IdentityState, client: &Client, form: &TokenForm) -> Re
         RotationOutcome::Rotated(rotated) => rotated,
         RotationOutcome::ReuseDetected => {
             tracing::warn!("refresh token reused; the whole session was revoked");
-            return Err(invalid_grant("the refresh token was already used; sign in again"));
+            return Err(invalid_grant(
+                "the refresh token was already used; sign in again",
+            ));
         }
         RotationOutcome::Invalid => return Err(invalid_grant("the refresh token is not valid")),
     };
     if rotated.client_id != client.id {
-        state.store.revoke_session(&rotated.family_id, "wrong_client", now).await?;
+        state
+            .store
+            .revoke_session(&rotated.family_id, "wrong_client", now)
+            .await?;
         return Err(invalid_grant("the refresh token belongs to another client"));
     }
     let scopes = Scopes::parse(&rotated.scope).unwrap_or_default();
-    let mut body = token_body(state, &rotated.account_id, &client.id, &scopes, Some(&rotated.family_id), now);
+    let mut body = token_body(
+        state,
+        &rotated.account_id,
+        &client.id,
+        &scopes,
+        Some(&rotated.family_id),
+        now,
+    );
     body["refresh_token"] = json!(new_token);
     tracing::info!(subject = %rotated.account_id, "tokens refreshed");
     Ok(body)
 }
 
-fn client_credentials(state: &IdentityState, client: &Client, form: &TokenForm) -> Result<serde_json::Value, ApiError> {
+fn client_credentials(
+    state: &IdentityState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<serde_json::Value, ApiError> {
     if !client.client_credentials || !matches!(client.kind, ClientKind::Confidential { .. }) {
-        return Err(oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", "this client may not use client_credentials"));
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not use client_credentials",
+        ));
     }
     let scopes = match form.scope.as_deref() {
         None | Some("") => client.allowed_scopes.clone(),
         Some(raw) => {
-            let requested = Scopes::parse(raw)
-                .ok_or_else(|| oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "unknown scope"))?;
+            let requested = Scopes::parse(raw).ok_or_else(|| {
+                oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "unknown scope")
+            })?;
             let granted = requested.intersect(&client.allowed_scopes);
             if granted != requested {
-                return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope not allowed for this client"));
+                return Err(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "scope not allowed for this client",
+                ));
             }
             granted
         }
     };
     let now = state.clock.now_secs();
     tracing::info!(client = %client.id, "service token issued");
-    Ok(token_body(state, &client.id, &client.id, &scopes, None, now))
+    Ok(token_body(
+        state, &client.id, &client.id, &scopes, None, now,
+    ))
 }
 
 /// Signs an access token (RFC 9068 shape) and wraps it in the token response.
@@ -238,7 +324,13 @@ fn token_body(
     })
 }
 
-fn id_token(state: &IdentityState, subject: &str, client_id: &str, nonce: Option<&str>, now: i64) -> String {
+fn id_token(
+    state: &IdentityState,
+    subject: &str,
+    client_id: &str,
+    nonce: Option<&str>,
+    now: i64,
+) -> String {
     let mut claims = json!({
         "iss": state.config.issuer,
         "aud": client_id,
@@ -254,25 +346,38 @@ fn id_token(state: &IdentityState, subject: &str, client_id: &str, nonce: Option
 }
 
 /// RFC 7009: always 200 for a well-formed request, whether or not the token was known.
-pub async fn revoke_token(State(state): State<IdentityState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke_token(
+    State(state): State<IdentityState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let form = read_form(&headers, &body)?;
         let client = client(&state, &headers, &form)?;
-        let token = form
-            .token
-            .as_deref()
-            .ok_or_else(|| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is missing"))?;
+        let token = form.token.as_deref().ok_or_else(|| {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is missing",
+            )
+        })?;
         let now = state.clock.now_secs();
         if token.matches('.').count() == 2 {
             // An access token: end the session it belongs to, if it is ours and valid.
             if let Ok(principal) = state.verifier.verify(token).await {
-                if let (Some(sid), true) = (principal.session.as_deref(), principal.client_id == client.id) {
+                if let (Some(sid), true) = (
+                    principal.session.as_deref(),
+                    principal.client_id == client.id,
+                ) {
                     state.store.revoke_session(sid, "revoked", now).await?;
                 }
             }
         } else {
             let hash = crypto::secrets::sha256_hex(token.as_bytes());
-            state.store.revoke_refresh_token(&hash, &client.id, now).await?;
+            state
+                .store
+                .revoke_refresh_token(&hash, &client.id, now)
+                .await?;
         }
         tracing::info!(client = %client.id, "token revocation requested");
         Ok::<_, ApiError>(())

@@ -41,7 +41,10 @@ pub async fn jwks(State(state): State<IdentityState>) -> Response {
 }
 
 /// Claims about the signed-in person, decrypted with their own key.
-pub async fn userinfo(State(state): State<IdentityState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn userinfo(
+    State(state): State<IdentityState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require_any(&[Scope::OpenId, Scope::Bank, Scope::Admin])?;
     let account = state
         .store
@@ -91,13 +94,23 @@ pub async fn change_password(
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
     let ok = state
         .hasher
-        .verify(request.current_password, Some(account.password_hash.clone()))
+        .verify(
+            request.current_password,
+            Some(account.password_hash.clone()),
+        )
         .await?;
     if !ok {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong-password", "the current password is not correct"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong-password",
+            "the current password is not correct",
+        ));
     }
     let hash = state.hasher.hash(new_password).await?;
-    state.store.change_password(&account.id, &hash, state.clock.now_secs()).await?;
+    state
+        .store
+        .change_password(&account.id, &hash, state.clock.now_secs())
+        .await?;
     tracing::info!(subject = %account.id, "password changed; sessions revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -51,7 +51,11 @@ enum ProcessError {
 
 impl RewardWorker {
     pub fn new(store: Store, clock: Arc<dyn Clock>, config: WorkerConfig) -> Self {
-        Self { store, clock, config }
+        Self {
+            store,
+            clock,
+            config,
+        }
     }
 
     /// Runs until `shutdown` turns true, waking early when `wakeup` is notified.
@@ -83,7 +87,10 @@ impl RewardWorker {
     pub async fn run_once(&self) -> Result<usize, store::StoreError> {
         let now = self.clock.now_micros();
         let lease = i64::try_from(self.config.lease.as_micros()).unwrap_or(i64::MAX);
-        let events = self.store.claim_events(now, lease, self.config.batch).await?;
+        let events = self
+            .store
+            .claim_events(now, lease, self.config.batch)
+            .await?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -104,12 +111,16 @@ impl RewardWorker {
             }
             Err(ProcessError::Store(err)) if event.attempts >= self.config.max_attempts => {
                 tracing::error!(event = event.seq, error = %err, "event parked after repeated failures");
-                self.store.park_event(event.seq, now, "failed repeatedly").await
+                self.store
+                    .park_event(event.seq, now, "failed repeatedly")
+                    .await
             }
             Err(ProcessError::Store(err)) => {
                 let backoff = 200_000i64 << event.attempts.clamp(0, 10);
                 tracing::warn!(event = event.seq, error = %err, "event will be retried");
-                self.store.retry_event(event.seq, now + backoff.min(60_000_000), "store error").await
+                self.store
+                    .retry_event(event.seq, now + backoff.min(60_000_000), "store error")
+                    .await
             }
         };
         if let Err(err) = result {
@@ -118,12 +129,21 @@ impl RewardWorker {
         }
     }
 
-    async fn process(&self, event: &OutboxEvent, rules: &HashMap<String, i64>) -> Result<(), ProcessError> {
+    async fn process(
+        &self,
+        event: &OutboxEvent,
+        rules: &HashMap<String, i64>,
+    ) -> Result<(), ProcessError> {
         if event.kind != "transaction.created" {
-            return Err(ProcessError::Poison(format!("unknown event kind {}", event.kind)));
+            return Err(ProcessError::Poison(format!(
+                "unknown event kind {}",
+                event.kind
+            )));
         }
         let Some(transaction) = self.store.transaction(&event.subject).await? else {
-            return Err(ProcessError::Poison("the transaction does not exist".into()));
+            return Err(ProcessError::Poison(
+                "the transaction does not exist".into(),
+            ));
         };
         if transaction.processed || transaction.user_id.is_none() {
             return Ok(());

@@ -194,12 +194,14 @@ impl Store {
     /// Sets a new password hash and revokes every session issued before it (case C11).
     pub async fn change_password(&self, id: &str, password_hash: &str, now: i64) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE accounts SET password_hash = $2, password_changed_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE token_families SET revoked_at = $2, revoked_reason = 'password_changed' \
              WHERE account_id = $1 AND revoked_at IS NULL",
@@ -339,10 +341,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            let known = sqlx::query("SELECT family_id, used_at FROM refresh_tokens WHERE token_hash = $1")
-                .bind(old_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let known =
+                sqlx::query("SELECT family_id, used_at FROM refresh_tokens WHERE token_hash = $1")
+                    .bind(old_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let outcome = match known {
                 Some(row) if get_opt_i64(&row, "used_at")?.is_some() => {
                     let family = get_string(&row, "family_id")?;
@@ -388,7 +391,12 @@ impl Store {
     }
 
     /// Revokes the family a refresh token belongs to (RFC 7009). Unknown tokens are ignored.
-    pub async fn revoke_refresh_token(&self, token_hash: &str, client_id: &str, now: i64) -> Result<bool> {
+    pub async fn revoke_refresh_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<bool> {
         let result = sqlx::query(
             "UPDATE token_families SET revoked_at = $3, revoked_reason = 'revoked' \
              WHERE revoked_at IS NULL AND client_id = $2 AND id IN \
@@ -411,7 +419,11 @@ impl Store {
 
     /// One indexed look-up per authenticated request: the account must exist and be active,
     /// and the session (when the token names one) must not be revoked.
-    pub async fn session_state(&self, account_id: &str, family_id: Option<&str>) -> Result<SessionState> {
+    pub async fn session_state(
+        &self,
+        account_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<SessionState> {
         let row = sqlx::query(
             "SELECT a.status, (SELECT f.revoked_at FROM token_families f WHERE f.id = $2 \
              AND f.account_id = a.id) AS revoked_at, \

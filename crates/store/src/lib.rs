@@ -15,8 +15,8 @@ mod users;
 
 pub use erasure::{ErasureWork, PrivacyRequest};
 pub use identity::{
-    AccountAuth, AccountRecord, CodeGrant, ConsumedCode, NewAccount, NewAuthCode, NewSession, RotatedRefresh,
-    RotationOutcome, SessionState,
+    AccountAuth, AccountRecord, CodeGrant, ConsumedCode, NewAccount, NewAuthCode, NewSession,
+    RotatedRefresh, RotationOutcome, SessionState,
 };
 pub use migrate::{migration_names, Backend, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use outbox::{OutboxEvent, OutboxStats, ParkedEvent};
@@ -24,8 +24,8 @@ pub use points::{PointsSummary, RedeemOutcome, RewardOutcome};
 pub use transactions::{ChargeOutcome, NewCharge, SpendingRow, TransactionRow};
 pub use users::{BankUser, ConsentEvent, ConsentRecord};
 
-pub use sqlx::Error as SqlxError;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow};
+pub use sqlx::Error as SqlxError;
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
 use std::time::Duration;
@@ -185,12 +185,14 @@ fn get_i64(row: &AnyRow, column: &str) -> Result<i64> {
 
 fn get_opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>> {
     use sqlx::Row;
-    row.try_get::<Option<i64>, _>(column).map_err(StoreError::Database)
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(StoreError::Database)
 }
 
 fn get_string(row: &AnyRow, column: &str) -> Result<String> {
     use sqlx::Row;
-    row.try_get::<String, _>(column).map_err(StoreError::Database)
+    row.try_get::<String, _>(column)
+        .map_err(StoreError::Database)
 }
 
 fn get_opt_string(row: &AnyRow, column: &str) -> Result<Option<String>> {

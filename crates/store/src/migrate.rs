@@ -87,14 +87,20 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<Vec<&'static
             continue;
         }
         sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO schema_migrations (name, checksum, applied_at) VALUES ($1, $2, $3)")
-            .bind(migration.name)
-            .bind(&sum)
-            .bind(unix_micros())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (name, checksum, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(migration.name)
+        .bind(&sum)
+        .bind(unix_micros())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        tracing::info!(migration = migration.name, backend = backend.name(), "migration applied");
+        tracing::info!(
+            migration = migration.name,
+            backend = backend.name(),
+            "migration applied"
+        );
         applied.push(migration.name);
     }
     Ok(applied)

@@ -30,7 +30,12 @@ pub struct OutboxStats {
 
 impl Store {
     /// Claims up to `limit` ready events until `now + lease_micros`.
-    pub async fn claim_events(&self, now: i64, lease_micros: i64, limit: i64) -> Result<Vec<OutboxEvent>> {
+    pub async fn claim_events(
+        &self,
+        now: i64,
+        lease_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>> {
         let sql = format!(
             "UPDATE outbox SET claimed_until = $2, attempts = attempts + 1 WHERE seq IN (\
                SELECT seq FROM outbox WHERE parked_at IS NULL AND available_at <= $1 \
@@ -80,10 +85,12 @@ impl Store {
 
     /// Gives a lease back untouched (graceful shutdown) without counting an attempt.
     pub async fn release_event(&self, seq: i64) -> Result<()> {
-        sqlx::query("UPDATE outbox SET claimed_until = NULL, attempts = attempts - 1 WHERE seq = $1")
-            .bind(seq)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET claimed_until = NULL, attempts = attempts - 1 WHERE seq = $1",
+        )
+        .bind(seq)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 

@@ -19,17 +19,28 @@ pub enum RewardOutcome {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum RedeemOutcome {
-    Redeemed { balance: i64 },
+    Redeemed {
+        balance: i64,
+    },
     /// The same idempotency key was used before; this is the response stored then.
-    Replayed { response: String },
+    Replayed {
+        response: String,
+    },
     KeyReused,
-    Insufficient { balance: i64 },
+    Insufficient {
+        balance: i64,
+    },
 }
 
 impl Store {
     /// Records the points of a transaction exactly once. The conditional update is the lock:
     /// a second writer for the same transaction finds it already processed.
-    pub async fn reward_transaction(&self, transaction_id: &str, points: i64, now: i64) -> Result<RewardOutcome> {
+    pub async fn reward_transaction(
+        &self,
+        transaction_id: &str,
+        points: i64,
+        now: i64,
+    ) -> Result<RewardOutcome> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE transactions SET points_earned = $2, processed = 1 \
@@ -77,10 +88,11 @@ impl Store {
     }
 
     pub async fn points(&self, user_id: &str) -> Result<PointsSummary> {
-        let row = sqlx::query("SELECT balance, earned, redeemed FROM points_accounts WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row =
+            sqlx::query("SELECT balance, earned, redeemed FROM points_accounts WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.reader)
+                .await?;
         match row {
             None => Ok(PointsSummary::default()),
             Some(row) => Ok(PointsSummary {
@@ -172,15 +184,26 @@ impl Store {
 
     /// The reward rules: points per whole currency unit, by category.
     pub async fn reward_rules(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT category, points_per_unit FROM reward_rules ORDER BY category")
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT category, points_per_unit FROM reward_rules ORDER BY category")
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter()
-            .map(|row| Ok((get_string(row, "category")?, get_i64(row, "points_per_unit")?)))
+            .map(|row| {
+                Ok((
+                    get_string(row, "category")?,
+                    get_i64(row, "points_per_unit")?,
+                ))
+            })
             .collect()
     }
 
-    pub async fn set_reward_rule(&self, category: &str, points_per_unit: i64, now: i64) -> Result<()> {
+    pub async fn set_reward_rule(
+        &self,
+        category: &str,
+        points_per_unit: i64,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO reward_rules (category, points_per_unit, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (category) DO UPDATE SET points_per_unit = $2, updated_at = $3",

@@ -47,7 +47,12 @@ fn consent_column(purpose: &str) -> Result<&'static str> {
 
 impl Store {
     /// Registers a person in the bank with their first consent choices, recorded as events.
-    pub async fn register_user(&self, id: &str, consents: &[ConsentRecord<'_>], now: i64) -> Result<()> {
+    pub async fn register_user(
+        &self,
+        id: &str,
+        consents: &[ConsentRecord<'_>],
+        now: i64,
+    ) -> Result<()> {
         let granted = |p: &str| consents.iter().any(|c| c.purpose == p && c.granted);
         let mut tx = self.writer.begin().await?;
         sqlx::query(
@@ -91,7 +96,12 @@ impl Store {
 
     /// Records a consent change and updates the current state in one transaction. Returns
     /// false when the person is not registered or has asked for erasure.
-    pub async fn set_consent(&self, id: &str, consent: &ConsentRecord<'_>, now: i64) -> Result<bool> {
+    pub async fn set_consent(
+        &self,
+        id: &str,
+        consent: &ConsentRecord<'_>,
+        now: i64,
+    ) -> Result<bool> {
         let column = consent_column(consent.purpose)?;
         let mut tx = self.writer.begin().await?;
         let sql = format!(

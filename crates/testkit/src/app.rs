@@ -37,7 +37,11 @@ pub struct TestResponse {
 impl TestResponse {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!("not JSON ({}): {}", self.status, String::from_utf8_lossy(&self.body))
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -51,17 +55,29 @@ impl TestResponse {
 
     /// Asserts the status, showing the body when it differs.
     pub fn expect(self, status: StatusCode) -> Self {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
         self
     }
 
     /// Asserts an RFC 9457 problem document with this status.
     pub fn expect_problem(self, status: StatusCode) -> Value {
         let this = self.expect(status);
-        assert_eq!(this.header("content-type"), Some("application/problem+json"), "{}", this.text());
+        assert_eq!(
+            this.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            this.text()
+        );
         let body = this.json();
         assert_eq!(body["status"], status.as_u16());
-        assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+        assert!(
+            body["title"].is_string() && body["detail"].is_string() && body["type"].is_string()
+        );
         body
     }
 }
@@ -102,7 +118,9 @@ impl TestApp {
             }
             Backend::Postgres => {
                 let database = TempDatabase::create().await?;
-                let store = Store::connect_postgres(&database.url, &options).await.expect("connect postgres");
+                let store = Store::connect_postgres(&database.url, &options)
+                    .await
+                    .expect("connect postgres");
                 (store, Some(database))
             }
         };
@@ -110,10 +128,16 @@ impl TestApp {
         Some(Self::assemble(store, backend, dir, database))
     }
 
-    fn assemble(store: Store, backend: Backend, dir: tempfile::TempDir, database: Option<TempDatabase>) -> Self {
+    fn assemble(
+        store: Store,
+        backend: Backend,
+        dir: tempfile::TempDir,
+        database: Option<TempDatabase>,
+    ) -> Self {
         let keys_dir = dir.path().join("keys");
         let (keys, _) = crypto::keystore::KeyStore::open(&keys_dir, None, true).expect("key store");
-        let signing = crypto::keyring::SigningKeyRing::load_or_create(&keys_dir.join("signing")).expect("signing keys");
+        let signing = crypto::keyring::SigningKeyRing::load_or_create(&keys_dir.join("signing"))
+            .expect("signing keys");
         let clock = OffsetClock::default();
         let services = Services::new(
             store,
@@ -149,7 +173,12 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self.router.clone().oneshot(request).await.expect("router never fails");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router never fails");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes().to_vec();
         TestResponse {
@@ -160,7 +189,13 @@ impl TestApp {
     }
 
     /// A JSON request, optionally with a bearer token.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
         let mut builder = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -179,7 +214,12 @@ impl TestApp {
     }
 
     /// A form POST (login form, token endpoint).
-    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)], extra: &[(&str, &str)]) -> TestResponse {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> TestResponse {
         let body = serde_urlencoded::to_string(fields).expect("form");
         let mut builder = Request::builder()
             .method(Method::POST)
@@ -188,7 +228,8 @@ impl TestApp {
         for (name, value) in extra {
             builder = builder.header(*name, *value);
         }
-        self.send(builder.body(Body::from(body)).expect("request")).await
+        self.send(builder.body(Body::from(body)).expect("request"))
+            .await
     }
 
     pub async fn signup(&self, username: &str, password: &str) -> TestResponse {
@@ -199,11 +240,18 @@ impl TestApp {
             "familyName": "Person",
             "email": format!("{username}@example.org"),
         });
-        self.call(Method::POST, "/identity/v1/signup", None, Some(body)).await
+        self.call(Method::POST, "/identity/v1/signup", None, Some(body))
+            .await
     }
 
     /// Authorization code + PKCE through the login form. Returns the redirect's response.
-    pub async fn authorize(&self, username: &str, password: &str, verifier: &str, state: &str) -> TestResponse {
+    pub async fn authorize(
+        &self,
+        username: &str,
+        password: &str,
+        verifier: &str,
+        state: &str,
+    ) -> TestResponse {
         let challenge = crypto::b64::encode(&crypto::secrets::sha256(verifier.as_bytes()));
         let fields = [
             ("response_type", "code"),
@@ -221,7 +269,12 @@ impl TestApp {
 
     /// Takes the `code` out of a successful authorization redirect.
     pub fn code_from(response: &TestResponse) -> String {
-        assert_eq!(response.status, StatusCode::SEE_OTHER, "login failed: {}", response.text());
+        assert_eq!(
+            response.status,
+            StatusCode::SEE_OTHER,
+            "login failed: {}",
+            response.text()
+        );
         let location = response.header("location").expect("location");
         let url = url::Url::parse(location).expect("redirect URL");
         url.query_pairs()
@@ -243,18 +296,34 @@ impl TestApp {
 
     pub async fn login(&self, username: &str, password: &str) -> Tokens {
         let verifier = crypto::secrets::random_token();
-        let redirect = self.authorize(username, password, &verifier, "state-1").await;
+        let redirect = self
+            .authorize(username, password, &verifier, "state-1")
+            .await;
         let code = Self::code_from(&redirect);
-        let body = self.exchange(&code, &verifier).await.expect(StatusCode::OK).json();
+        let body = self
+            .exchange(&code, &verifier)
+            .await
+            .expect(StatusCode::OK)
+            .json();
         Tokens {
-            access: body["access_token"].as_str().expect("access token").to_owned(),
-            refresh: body["refresh_token"].as_str().expect("refresh token").to_owned(),
+            access: body["access_token"]
+                .as_str()
+                .expect("access token")
+                .to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
             id_token: body["id_token"].as_str().map(str::to_owned),
         }
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> TestResponse {
-        let fields = [("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", "simulator")];
+        let fields = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", "simulator"),
+        ];
         self.post_form("/identity/v1/token", &fields, &[]).await
     }
 
@@ -262,7 +331,11 @@ impl TestApp {
     pub async fn person_with_consent(&self, consent: bool) -> Person {
         let username = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-        let signup = self.signup(&username, &password).await.expect(StatusCode::CREATED).json();
+        let signup = self
+            .signup(&username, &password)
+            .await
+            .expect(StatusCode::CREATED)
+            .json();
         let tokens = self.login(&username, &password).await;
         self.call(
             Method::POST,
@@ -284,9 +357,22 @@ impl TestApp {
         self.person_with_consent(true).await
     }
 
-    pub async fn charge(&self, token: &str, name: &str, category: &str, amount: Value) -> TestResponse {
-        let body = serde_json::json!({ "transactionName": name, "category": category, "amount": amount });
-        self.call(Method::POST, "/bank/v1/transactions", Some(token), Some(body)).await
+    pub async fn charge(
+        &self,
+        token: &str,
+        name: &str,
+        category: &str,
+        amount: Value,
+    ) -> TestResponse {
+        let body =
+            serde_json::json!({ "transactionName": name, "category": category, "amount": amount });
+        self.call(
+            Method::POST,
+            "/bank/v1/transactions",
+            Some(token),
+            Some(body),
+        )
+        .await
     }
 
     /// A client-credentials token of the rewards service.
@@ -296,7 +382,11 @@ impl TestApp {
             ("client_id", "rewards"),
             ("client_secret", REWARDS_SECRET),
         ];
-        let body = self.post_form("/identity/v1/token", &fields, &[]).await.expect(StatusCode::OK).json();
+        let body = self
+            .post_form("/identity/v1/token", &fields, &[])
+            .await
+            .expect(StatusCode::OK)
+            .json();
         body["access_token"].as_str().expect("token").to_owned()
     }
 
@@ -313,10 +403,18 @@ impl TestApp {
 
     /// Runs one erasure pass.
     pub async fn run_erasure(&self) -> usize {
-        self.services.erasure_worker().run_once().await.expect("erasure pass")
+        self.services
+            .erasure_worker()
+            .run_once()
+            .await
+            .expect("erasure pass")
     }
 }
 
 fn rewards_worker(app: &TestApp) -> ::rewards_for_testkit::RewardWorker {
-    ::rewards_for_testkit::RewardWorker::new(app.services.store.clone(), app.services.clock.clone(), Default::default())
+    ::rewards_for_testkit::RewardWorker::new(
+        app.services.store.clone(),
+        app.services.clock.clone(),
+        Default::default(),
+    )
 }

@@ -10,7 +10,11 @@ pub fn postgres_url() -> String {
 }
 
 pub fn postgres_required() -> bool {
-    let set = |name: &str| std::env::var(name).map(|v| v == "true" || v == "1").unwrap_or(false);
+    let set = |name: &str| {
+        std::env::var(name)
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false)
+    };
     set("CI") || set("EXAMPLEBANK_REQUIRE_POSTGRES")
 }
 
@@ -30,7 +34,9 @@ impl TempDatabase {
                 eprintln!("SKIPPED: PostgreSQL is not reachable at {admin_url} ({err}); set CI=true to make this a failure");
                 return None;
             }
-            Err(err) => panic!("PostgreSQL is required (CI=true) but not reachable at {admin_url}: {err}"),
+            Err(err) => {
+                panic!("PostgreSQL is required (CI=true) but not reachable at {admin_url}: {err}")
+            }
         };
         let name = format!("eb_test_{}", uuid::Uuid::new_v4().simple());
         admin
@@ -51,11 +57,15 @@ impl Drop for TempDatabase {
         let name = self.name.clone();
         // Drop runs inside the test's runtime: use a thread with its own small runtime.
         let handle = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async move {
-                if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&postgres_url()).await {
+                if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&postgres_url()).await
+                {
                     let _ = admin
                         .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
                         .await;

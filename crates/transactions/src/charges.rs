@@ -32,9 +32,15 @@ pub async fn create_charge(
     let user_id = principal.person()?;
     let name = TransactionName::parse(&request.transaction_name)?;
     let category = Category::parse(&request.category)?;
-    let amount = Amount::parse_json(request.amount.get()).map_err(|e| ApiError::unprocessable(format!("amount: {e}")))?;
+    let amount = Amount::parse_json(request.amount.get())
+        .map_err(|e| ApiError::unprocessable(format!("amount: {e}")))?;
     let key = idempotency_key(&headers)?;
-    let request_hash = sha256_hex(&format!("{}\u{0}{}\u{0}{}", name.as_str(), category, amount.minor()));
+    let request_hash = sha256_hex(&format!(
+        "{}\u{0}{}\u{0}{}",
+        name.as_str(),
+        category,
+        amount.minor()
+    ));
     let data_key = state
         .vault
         .person_key(user_id)
@@ -64,7 +70,9 @@ pub async fn create_charge(
         ChargeOutcome::KeyReused => Err(ApiError::unprocessable(
             "this Idempotency-Key was already used for a different charge",
         )),
-        ChargeOutcome::NotRegistered => Err(ApiError::not_found("you are not registered; POST /bank/v1/users first")),
+        ChargeOutcome::NotRegistered => Err(ApiError::not_found(
+            "you are not registered; POST /bank/v1/users first",
+        )),
         ChargeOutcome::NoConsent => Err(ApiError::conflict(
             "no-consent",
             "you have not consented to the rewards programme, so charges are not accepted",
@@ -114,11 +122,13 @@ pub async fn list_transactions(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let user_id = principal.person()?;
-    let Query(params) = params.map_err(|_| ApiError::bad_request("the query string could not be read"))?;
+    let Query(params) =
+        params.map_err(|_| ApiError::bad_request("the query string could not be read"))?;
     if params.user_id.as_deref().is_some_and(|u| u != user_id) {
         return Err(ApiError::not_found("no such transactions"));
     }
-    let limit = PageLimit::parse(params.limit.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let limit = PageLimit::parse(params.limit.as_deref())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let cursor = params
         .cursor
         .as_deref()
@@ -129,7 +139,10 @@ pub async fn list_transactions(
         .store
         .list_transactions(user_id, cursor.map(Cursor::seq), limit.get())
         .await?;
-    let key = state.vault.person_key(user_id).map_err(|e| ApiError::internal(&e))?;
+    let key = state
+        .vault
+        .person_key(user_id)
+        .map_err(|e| ApiError::internal(&e))?;
     let Some(key) = key else {
         return Ok(Json(Vec::<Value>::new()).into_response());
     };
@@ -170,7 +183,10 @@ pub async fn get_transaction(
 }
 
 /// Spending per category, summed exactly in minor units.
-pub async fn spending(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn spending(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let user_id = principal.person()?;
     let rows = state.store.spending(user_id).await?;
     let body: Vec<Value> = rows

@@ -33,9 +33,15 @@ impl FromRef<TransactionsState> for Arc<TokenVerifier> {
 
 pub fn router(state: TransactionsState) -> Router {
     Router::new()
-        .route("/bank/v1/transactions", post(charges::create_charge).get(charges::list_transactions))
+        .route(
+            "/bank/v1/transactions",
+            post(charges::create_charge).get(charges::list_transactions),
+        )
         .route("/bank/v1/transactions/spending", get(charges::spending))
-        .route("/bank/v1/transactions/reward/{id}", put(points::reward_transaction))
+        .route(
+            "/bank/v1/transactions/reward/{id}",
+            put(points::reward_transaction),
+        )
         .route("/bank/v1/transactions/{id}", get(charges::get_transaction))
         .route("/bank/v1/points", get(points::points_balance))
         .route("/bank/v1/points/redemptions", post(points::redeem_points))
@@ -43,7 +49,9 @@ pub fn router(state: TransactionsState) -> Router {
 }
 
 /// Reads and checks an `Idempotency-Key` header: 1 to 255 visible ASCII characters.
-pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, web::ApiError> {
+pub(crate) fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<String>, web::ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -51,7 +59,9 @@ pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<
         .to_str()
         .ok()
         .filter(|t| !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| web::ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+        .ok_or_else(|| {
+            web::ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
     Ok(Some(text.to_owned()))
 }
 

@@ -14,7 +14,10 @@ use web::{ApiError, Principal, StrictJson};
 /// The most points one transaction can earn or one redemption can take.
 pub const MAX_POINTS: i64 = 1_000_000_000;
 
-pub async fn points_balance(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn points_balance(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let user_id = principal.person()?;
     let summary = state.store.points(user_id).await?;
     Ok(Json(json!({
@@ -41,7 +44,9 @@ pub async fn redeem_points(
     let key = idempotency_key(&headers)?
         .ok_or_else(|| ApiError::bad_request("redemptions need an Idempotency-Key header"))?;
     if !(1..=MAX_POINTS).contains(&request.points) {
-        return Err(ApiError::unprocessable(format!("points must be from 1 to {MAX_POINTS}")));
+        return Err(ApiError::unprocessable(format!(
+            "points must be from 1 to {MAX_POINTS}"
+        )));
     }
     let redemption_id = uuid::Uuid::now_v7().to_string();
     let points = request.points;
@@ -66,7 +71,10 @@ pub async fn redeem_points(
     match outcome {
         RedeemOutcome::Redeemed { balance } => {
             tracing::info!(subject = %user_id, redemption = %redemption_id, "points redeemed");
-            Ok(created(json!({ "redemptionId": redemption_id, "points": points, "balance": balance }).to_string()))
+            Ok(created(
+                json!({ "redemptionId": redemption_id, "points": points, "balance": balance })
+                    .to_string(),
+            ))
         }
         RedeemOutcome::Replayed { response } => Ok(created(response)),
         RedeemOutcome::KeyReused => Err(ApiError::unprocessable(
@@ -95,7 +103,9 @@ pub async fn reward_transaction(
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Scope::Rewards, Scope::Admin])?;
     if !(0..=MAX_POINTS).contains(&request.points_earned) {
-        return Err(ApiError::unprocessable(format!("pointsEarned must be from 0 to {MAX_POINTS}")));
+        return Err(ApiError::unprocessable(format!(
+            "pointsEarned must be from 0 to {MAX_POINTS}"
+        )));
     }
     match state
         .store
@@ -103,7 +113,9 @@ pub async fn reward_transaction(
         .await?
     {
         RewardOutcome::Rewarded => Ok(StatusCode::NO_CONTENT),
-        RewardOutcome::AlreadyProcessed => Err(ApiError::bad_request("this transaction was already processed")),
+        RewardOutcome::AlreadyProcessed => Err(ApiError::bad_request(
+            "this transaction was already processed",
+        )),
         RewardOutcome::NotFound => Err(ApiError::not_found("no such transaction")),
     }
 }

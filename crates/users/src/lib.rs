@@ -51,6 +51,9 @@ pub fn router(state: UsersState) -> Router {
                 .put(profile::update_profile)
                 .delete(profile::delete_self),
         )
-        .route("/bank/v1/users/self/erasure", post(profile::request_erasure))
+        .route(
+            "/bank/v1/users/self/erasure",
+            post(profile::request_erasure),
+        )
         .with_state(state)
 }

@@ -35,12 +35,19 @@ pub async fn register_user(
             method: "registration",
         })
         .collect();
-    match state.store.register_user(id, &consents, state.clock.now_micros()).await {
+    match state
+        .store
+        .register_user(id, &consents, state.clock.now_micros())
+        .await
+    {
         Ok(()) => {
             tracing::info!(subject = %id, "person registered");
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(store::StoreError::Conflict) => Err(ApiError::conflict("already-registered", "you are already registered")),
+        Err(store::StoreError::Conflict) => Err(ApiError::conflict(
+            "already-registered",
+            "you are already registered",
+        )),
         Err(err) => Err(err.into()),
     }
 }
@@ -53,7 +60,10 @@ async fn registered(state: &UsersState, id: &str) -> Result<store::BankUser, Api
         .ok_or_else(|| ApiError::not_found("you are not registered; POST /bank/v1/users first"))
 }
 
-pub async fn get_profile(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn get_profile(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let id = principal.person()?;
     let user = registered(&state, id).await?;
     let account = state
@@ -111,10 +121,21 @@ pub async fn update_profile(
     let id = principal.person()?;
     let user = registered(&state, id).await?;
     if user.erasure_requested_at.is_some() {
-        return Err(ApiError::conflict("erasure-pending", "your data is being erased; it can no longer be changed"));
+        return Err(ApiError::conflict(
+            "erasure-pending",
+            "your data is being erased; it can no longer be changed",
+        ));
     }
-    let given = request.given_name.as_deref().map(|n| PersonName::parse("givenName", n)).transpose()?;
-    let family = request.family_name.as_deref().map(|n| PersonName::parse("familyName", n)).transpose()?;
+    let given = request
+        .given_name
+        .as_deref()
+        .map(|n| PersonName::parse("givenName", n))
+        .transpose()?;
+    let family = request
+        .family_name
+        .as_deref()
+        .map(|n| PersonName::parse("familyName", n))
+        .transpose()?;
     let email = request.email.as_deref().map(Email::parse).transpose()?;
     let now = state.clock.now_micros();
     if given.is_some() || family.is_some() || email.is_some() {
@@ -130,7 +151,10 @@ pub async fn update_profile(
             method: "api",
         };
         if !state.store.set_consent(id, &record, now).await? {
-            return Err(ApiError::conflict("erasure-pending", "your data is being erased; it can no longer be changed"));
+            return Err(ApiError::conflict(
+                "erasure-pending",
+                "your data is being erased; it can no longer be changed",
+            ));
         }
         tracing::info!(subject = %id, purpose = "rewards", granted, "consent changed");
     }
@@ -164,9 +188,21 @@ async fn rectify(
         .store
         .update_account_profile(
             id,
-            &reseal("accounts.given_name", given.as_ref().map(PersonName::as_str), &account.given_name_enc),
-            &reseal("accounts.family_name", family.as_ref().map(PersonName::as_str), &account.family_name_enc),
-            &reseal("accounts.email", email.as_ref().map(Email::as_str), &account.email_enc),
+            &reseal(
+                "accounts.given_name",
+                given.as_ref().map(PersonName::as_str),
+                &account.given_name_enc,
+            ),
+            &reseal(
+                "accounts.family_name",
+                family.as_ref().map(PersonName::as_str),
+                &account.family_name_enc,
+            ),
+            &reseal(
+                "accounts.email",
+                email.as_ref().map(Email::as_str),
+                &account.email_enc,
+            ),
         )
         .await?;
     tracing::info!(subject = %id, "profile rectified");
@@ -178,7 +214,10 @@ async fn start_erasure(state: &UsersState, id: &str) -> Result<serde_json::Value
     let request_id = uuid::Uuid::new_v4().to_string();
     let run_after = now + state.erasure_grace_seconds * 1_000_000;
     let due = now + 30 * 24 * 3600 * 1_000_000;
-    let created = state.store.request_erasure(&request_id, id, now, run_after, due).await?;
+    let created = state
+        .store
+        .request_erasure(&request_id, id, now, run_after, due)
+        .await?;
     if created {
         tracing::info!(subject = %id, request = %request_id, "erasure requested");
     }
@@ -193,14 +232,20 @@ async fn start_erasure(state: &UsersState, id: &str) -> Result<serde_json::Value
 }
 
 /// The original API: 204, and erasure starts.
-pub async fn delete_self(State(state): State<UsersState>, principal: Principal) -> Result<StatusCode, ApiError> {
+pub async fn delete_self(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
     let id = principal.person()?;
     start_erasure(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// 202 with the request's details; the erasure runs after the grace period.
-pub async fn request_erasure(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn request_erasure(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let id = principal.person()?;
     let body = start_erasure(&state, id).await?;
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())

@@ -116,17 +116,21 @@ impl TokenVerifier {
                 now: self.clock.now_secs(),
                 leeway: 5,
             };
-            keys.verify(token, &expectations)
-                .map_err(|err| {
-                    tracing::info!(reason = %err, "access token refused");
-                    ApiError::unauthorized("the access token is not valid")
-                })?
+            keys.verify(token, &expectations).map_err(|err| {
+                tracing::info!(reason = %err, "access token refused");
+                ApiError::unauthorized("the access token is not valid")
+            })?
         };
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-        let (Some(subject), Some(client_id), Some(scope)) = (text("sub"), text("client_id"), text("scope")) else {
-            return Err(ApiError::unauthorized("the access token lacks required claims"));
+        let (Some(subject), Some(client_id), Some(scope)) =
+            (text("sub"), text("client_id"), text("scope"))
+        else {
+            return Err(ApiError::unauthorized(
+                "the access token lacks required claims",
+            ));
         };
-        let scopes = Scopes::parse(&scope).ok_or_else(|| ApiError::unauthorized("the access token has unknown scopes"))?;
+        let scopes = Scopes::parse(&scope)
+            .ok_or_else(|| ApiError::unauthorized("the access token has unknown scopes"))?;
         let session = text("sid");
         let kind = if session.is_none() && subject == client_id {
             PrincipalKind::Service
@@ -134,9 +138,14 @@ impl TokenVerifier {
             PrincipalKind::Person
         };
         if kind == PrincipalKind::Person {
-            let state = self.store.session_state(&subject, session.as_deref()).await?;
+            let state = self
+                .store
+                .session_state(&subject, session.as_deref())
+                .await?;
             if state != SessionState::Active {
-                return Err(ApiError::unauthorized("the session has ended; sign in again"));
+                return Err(ApiError::unauthorized(
+                    "the session has ended; sign in again",
+                ));
             }
         }
         Ok(Principal {
@@ -153,7 +162,9 @@ impl TokenVerifier {
 pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(ApiError::unauthorized("send an access token: 'Authorization: Bearer <token>'"));
+        return Err(ApiError::unauthorized(
+            "send an access token: 'Authorization: Bearer <token>'",
+        ));
     };
     let value = value
         .to_str()

@@ -23,7 +23,11 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(rejection.status(), "too-large", "the request body is too large")
+                ApiError::new(
+                    rejection.status(),
+                    "too-large",
+                    "the request body is too large",
+                )
             } else {
                 ApiError::bad_request("the request body could not be read")
             }
@@ -41,8 +45,14 @@ fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {
     let Some(value) = value.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Describes a serde error without repeating the rejected value (it may be personal data).
@@ -74,10 +84,7 @@ fn describe(err: &serde_json::Error) -> String {
 }
 
 fn sanitize(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(80)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(80).collect()
 }
 
 #[cfg(test)]

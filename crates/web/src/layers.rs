@@ -42,15 +42,21 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 /// Wraps a finished router in every protective layer.
 pub fn harden(router: Router, limits: &Limits) -> Router {
     router
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            limits.max_body_bytes,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
         .layer(middleware::from_fn(problem_for_every_error))
         .layer(middleware::from_fn(security_headers))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn(observe))
 }
 
@@ -59,7 +65,11 @@ async fn observe(mut req: Request, next: Next) -> Response {
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -84,9 +94,15 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
-        headers.entry(name).or_insert(HeaderValue::from_static(value));
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
     };
-    set(headers, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        CONTENT_SECURITY_POLICY,
+    );
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::REFERRER_POLICY, "no-referrer");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
@@ -117,11 +133,17 @@ async fn problem_for_every_error(req: Request, next: Next) -> Response {
     }
     let (kind, detail) = match status {
         StatusCode::NOT_FOUND => ("not-found", "there is nothing at this address"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "this address does not accept that method"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "this address does not accept that method",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "the request body is too large"),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "send the body as JSON"),
-        s if s.is_server_error() => ("internal", "something went wrong on our side; it has been logged"),
+        s if s.is_server_error() => (
+            "internal",
+            "something went wrong on our side; it has been logged",
+        ),
         _ => ("bad-request", "the request could not be understood"),
     };
     let (mut parts, _) = response.into_parts();
@@ -129,13 +151,25 @@ async fn problem_for_every_error(req: Request, next: Next) -> Response {
     parts
         .headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    Response::from_parts(parts, Body::from(problem_body(status, kind, detail).to_string()))
+    Response::from_parts(
+        parts,
+        Body::from(problem_body(status, kind, detail).to_string()),
+    )
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     let status = StatusCode::INTERNAL_SERVER_ERROR;
-    let mut response = (status, problem_body(status, "internal", "something went wrong on our side; it has been logged").to_string()).into_response();
+    let mut response = (
+        status,
+        problem_body(
+            status,
+            "internal",
+            "something went wrong on our side; it has been logged",
+        )
+        .to_string(),
+    )
+        .into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

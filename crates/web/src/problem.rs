@@ -60,7 +60,9 @@ impl ApiError {
         )
         .with_header(
             header::WWW_AUTHENTICATE,
-            format!("Bearer realm=\"examplebank\", error=\"insufficient_scope\", scope=\"{scope}\""),
+            format!(
+                "Bearer realm=\"examplebank\", error=\"insufficient_scope\", scope=\"{scope}\""
+            ),
         )
     }
 
@@ -140,7 +142,9 @@ impl From<store::StoreError> for ApiError {
     fn from(err: store::StoreError) -> Self {
         match err {
             store::StoreError::Conflict => ApiError::conflict("conflict", "that already exists"),
-            store::StoreError::Missing => ApiError::not_found("what this request refers to no longer exists"),
+            store::StoreError::Missing => {
+                ApiError::not_found("what this request refers to no longer exists")
+            }
             store::StoreError::Database(sqlx_err) if is_unavailable(&sqlx_err) => {
                 tracing::warn!(error = %sqlx_err, "database unavailable");
                 ApiError::unavailable()

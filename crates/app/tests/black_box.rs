@@ -1,0 +1,249 @@
+//! Black-box tests: the real binary, started as a person would start it, and `examplebank demo`
+//! walking the whole journey against it over real HTTP, on SQLite and on PostgreSQL. The
+//! server's log is then searched for anything that looks like personal data or a token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sqlx::{Connection, Executor};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
+
+struct Server {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+    let log = data_dir.join("server.log");
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start examplebank");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no URL in {line:?}; log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+        .to_owned();
+    Server { child, url, log }
+}
+
+fn run_demo(server: &Server) {
+    let started = Instant::now();
+    let output = Command::new(BINARY)
+        .args(["demo", "--url", &server.url])
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed after {:?}\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
+        started.elapsed(),
+        String::from_utf8_lossy(&output.stderr),
+        tail(&server.log)
+    );
+    assert!(stdout.contains("demo ok"), "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The log must hold no e-mail addresses, no demo names and nothing shaped like a token.
+fn assert_log_is_clean(log: &Path) {
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(
+        text.contains("request finished"),
+        "the log should record requests"
+    );
+    for needle in [
+        "@example.org",
+        "eyJ",
+        "Bearer ",
+        "password",
+        "\"Demo\"",
+        "Person1",
+        "Person2",
+        "Person3",
+        "demo-",
+    ] {
+        assert!(!text.contains(needle), "the server log contains {needle:?}");
+    }
+    // Every line is JSON (the default log format).
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.starts_with('{'), "not a JSON log line: {line}");
+    }
+}
+
+#[test]
+fn demo_passes_against_the_binary_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    run_demo(&server);
+    assert!(dir.path().join("examplebank.sqlite").exists());
+    assert!(dir.path().join("keys").is_dir());
+    drop(server);
+    let log = dir.path().join("server.log");
+    assert_log_is_clean(&log);
+}
+
+fn postgres_required() -> bool {
+    let set = |name: &str| {
+        std::env::var(name)
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false)
+    };
+    set("CI") || set("EXAMPLEBANK_REQUIRE_POSTGRES")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_passes_against_the_binary_on_postgres() {
+    let admin_url = std::env::var("EXAMPLEBANK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let mut admin = match sqlx::postgres::PgConnection::connect(&admin_url).await {
+        Ok(conn) => conn,
+        Err(err) if !postgres_required() => {
+            eprintln!("SKIPPED: PostgreSQL not reachable ({err}); CI=true makes this a failure");
+            return;
+        }
+        Err(err) => panic!("PostgreSQL is required (CI=true) but not reachable: {err}"),
+    };
+    let name = format!("eb_blackbox_{}", std::process::id());
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("rewards.secret");
+    std::fs::write(&secret_file, "black-box-rewards-secret").unwrap();
+    let master = format!("m1:{}", "A".repeat(43));
+    let secret_path = secret_file.display().to_string();
+    let demo = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("EXAMPLEBANK_DATABASE_URL", url.as_str()),
+            ("EXAMPLEBANK_MASTER_KEY", master.as_str()),
+            (
+                "EXAMPLEBANK_REWARDS_CLIENT_SECRET_FILE",
+                secret_path.as_str(),
+            ),
+        ];
+        let server = start(dir.path(), &env);
+        run_demo(&server);
+        drop(server);
+        assert_log_is_clean(&dir.path().join("server.log"));
+    })
+    .await;
+    let _ = admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await;
+    demo.unwrap();
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_a_message() {
+    let output = Command::new(BINARY)
+        .args(["check-config"])
+        .env("EXAMPLEBANK_ADDR", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("addr must be HOST:PORT"), "{stderr}");
+}
+
+#[test]
+fn check_config_prints_settings_without_secrets() {
+    let output = Command::new(BINARY)
+        .args(["check-config"])
+        .env(
+            "EXAMPLEBANK_DATABASE_URL",
+            "postgres://bank:hunter2@db.example/bank",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("addr = \"127.0.0.1:8080\""), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}
+
+#[test]
+fn admin_create_reads_the_password_from_stdin_and_erasure_run_exits() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARY)
+        .args(["admin", "create", "chief-admin", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long admin passphrase\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("administrator created"));
+    let output = Command::new(BINARY)
+        .args(["erasure", "run", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("0 person(s) erased"));
+}
