@@ -2,6 +2,7 @@
 //! transaction), the person's own history and spending, points, and the reward write-back
 //! that only the rewards service (or an administrator) may call.
 
+mod admin;
 mod charges;
 mod points;
 
@@ -45,6 +46,9 @@ pub fn router(state: TransactionsState) -> Router {
         .route("/bank/v1/transactions/{id}", get(charges::get_transaction))
         .route("/bank/v1/points", get(points::points_balance))
         .route("/bank/v1/points/redemptions", post(points::redeem_points))
+        .route("/admin/v1/reward-rules", get(admin::list_reward_rules))
+        .route("/admin/v1/reward-rules/{category}", put(admin::set_reward_rule))
+        .route("/admin/v1/outbox", get(admin::outbox_status))
         .with_state(state)
 }
 

@@ -1,0 +1,66 @@
+//! Administrator views of the rewards machinery: reward rules and parked events.
+
+use crate::TransactionsState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::{Category, Scope};
+use serde::Deserialize;
+use serde_json::json;
+use web::{ApiError, Principal, StrictJson};
+
+pub async fn list_reward_rules(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+    principal.require(Scope::Admin)?;
+    let rules = state.store.reward_rules().await?;
+    let body: Vec<_> = rules
+        .iter()
+        .map(|(category, rate)| json!({ "category": category, "pointsPerUnit": rate }))
+        .collect();
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuleRequest {
+    points_per_unit: i64,
+}
+
+pub async fn set_reward_rule(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+    Path(category): Path<String>,
+    StrictJson(request): StrictJson<RuleRequest>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    let category = Category::parse(&category)?;
+    if !(0..=100).contains(&request.points_per_unit) {
+        return Err(ApiError::unprocessable("pointsPerUnit must be from 0 to 100"));
+    }
+    state
+        .store
+        .set_reward_rule(category.as_str(), request.points_per_unit, state.clock.now_micros())
+        .await?;
+    tracing::info!(admin = %principal.subject, category = %category, rate = request.points_per_unit, "reward rule changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn outbox_status(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+    principal.require(Scope::Admin)?;
+    let stats = state.store.outbox_stats().await?;
+    let parked = state.store.parked_events(100).await?;
+    let now = state.clock.now_micros();
+    Ok(Json(json!({
+        "pending": stats.pending,
+        "parked": stats.parked,
+        "oldestPendingAgeSeconds": stats.oldest_created_at.map(|t| (now - t).max(0) / 1_000_000),
+        "parkedEvents": parked.iter().map(|e| json!({
+            "seq": e.seq,
+            "kind": e.kind,
+            "attempts": e.attempts,
+            "parkedAt": web::rfc3339(e.parked_at),
+            "reason": e.last_error,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
