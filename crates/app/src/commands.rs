@@ -35,6 +35,8 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
         ServicesConfig {
             public_base_url: base_url.to_owned(),
             erasure_grace_seconds: settings.erasure_grace_seconds,
+            analytics_min_contributors: settings.analytics_min_contributors,
+            retention: settings.retention(),
             password_hash_concurrency: settings.password_hash_concurrency,
             limits: Limits {
                 max_body_bytes: settings.max_body_bytes,
@@ -72,6 +74,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let base = base_url(&settings, Some(local));
     let services = assemble(&settings, &base).await?;
+    if roles.has("erasure") {
+        let purged = services.erasure_worker().reapply_journal().await.context("cannot re-apply the erasure journal")?;
+        tracing::info!(purged, "erasure journal applied");
+    }
     let (stop, stopped) = watch::channel(false);
     let workers = services.spawn_workers(
         &roles,
@@ -134,12 +140,13 @@ pub async fn migrate(mut settings: Settings) -> anyhow::Result<()> {
 
 pub async fn erasure_run(settings: Settings) -> anyhow::Result<()> {
     let services = assemble(&settings, &base_url(&settings, None)).await?;
-    let erased = services
-        .erasure_worker()
-        .run_once()
-        .await
-        .context("the erasure pass failed")?;
-    println!("erasure pass complete: {erased} person(s) erased");
+    let worker = services.erasure_worker();
+    let purged = worker.reapply_journal().await.context("cannot re-apply the erasure journal")?;
+    let report = worker.run_once().await.context("the erasure pass failed")?;
+    println!(
+        "erasure pass complete: {} person(s) erased, {} idle account(s) scheduled, {} fact row(s) and {} request(s) past retention deleted, {} restored person(s) removed again",
+        report.erased, report.idle_accounts_scheduled, report.facts_deleted, report.requests_deleted, purged
+    );
     services.store.close().await;
     Ok(())
 }
@@ -183,4 +190,32 @@ pub fn check_config(settings: &Settings) {
         "# effective settings (secrets redacted)\n{}",
         settings.redacted_toml()
     );
+}
+
+/// Re-wraps every data key under a new master key. The running server notices the new key
+/// the first time it meets a data key wrapped by it.
+pub fn rotate_master(settings: &Settings, new_key_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let keys = bootstrap::open_keys(settings)?;
+    let new_key = match new_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            crypto::envelope::MasterKey::from_encoded(text.trim())?
+        }
+        None => {
+            if settings.master_key.is_some() || settings.master_key_file.is_some() {
+                anyhow::bail!("the master key comes from the settings: give the new one with --new-master-key-file, then update EXAMPLEBANK_MASTER_KEY(_FILE) and restart");
+            }
+            crypto::envelope::MasterKey::try_generate(&next_master_id(&keys.master_id()))?
+        }
+    };
+    let rewrapped = keys.rotate_master(&new_key).context("the master key rotation failed; run it again to finish")?;
+    println!("master key {} is active; {rewrapped} data key(s) re-wrapped", new_key.id());
+    Ok(())
+}
+
+fn next_master_id(current: &str) -> String {
+    match current.strip_prefix('m').and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) => format!("m{}", n + 1),
+        None => format!("m{}", SystemClock.now_secs()),
+    }
 }

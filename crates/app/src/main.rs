@@ -78,6 +78,13 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// Re-wraps every person's data key under a new master key; safe while the server runs.
+    Rotate {
+        /// The new master key (`<id>:<base64url 32 bytes>`); generated when omitted, which is
+        /// allowed only when the current master key lives in the key store's master.key.
+        #[arg(long)]
+        new_master_key_file: Option<PathBuf>,
+    },
     /// Adds a new token-signing key; older keys keep verifying during an overlap window.
     RotateSigning,
 }
@@ -138,6 +145,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::RotateSigning,
         } => commands::rotate_signing(&settings),
+        Command::Keys {
+            command: KeysCommand::Rotate { new_master_key_file },
+        } => commands::rotate_master(&settings, new_master_key_file.as_deref()),
         Command::CheckConfig { .. } => {
             commands::check_config(&settings);
             Ok(())

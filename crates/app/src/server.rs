@@ -31,12 +31,16 @@ pub struct Services {
     pub reward_wakeup: Arc<Notify>,
     pub erasure_wakeup: Arc<Notify>,
     pub erasure_grace_seconds: i64,
+    pub analytics_min_contributors: i64,
+    pub retention: erasure::Retention,
     pub limits: Limits,
 }
 
 pub struct ServicesConfig {
     pub public_base_url: String,
     pub erasure_grace_seconds: i64,
+    pub analytics_min_contributors: i64,
+    pub retention: erasure::Retention,
     pub password_hash_concurrency: usize,
     pub limits: Limits,
 }
@@ -70,6 +74,8 @@ impl Services {
             reward_wakeup: Arc::new(Notify::new()),
             erasure_wakeup: Arc::new(Notify::new()),
             erasure_grace_seconds: config.erasure_grace_seconds,
+            analytics_min_contributors: config.analytics_min_contributors,
+            retention: config.retention,
             limits: config.limits,
         }
     }
@@ -98,6 +104,8 @@ impl Services {
         if roles.has("users") {
             router = router.merge(users::router(users::UsersState {
                 store: self.store.clone(),
+                signing: Arc::clone(&self.signing),
+                issuer: self.identity.issuer.clone(),
                 vault: Arc::clone(&self.vault),
                 verifier: Arc::clone(&self.verifier),
                 clock: Arc::clone(&self.clock),
@@ -112,6 +120,7 @@ impl Services {
                 verifier: Arc::clone(&self.verifier),
                 clock: Arc::clone(&self.clock),
                 reward_wakeup: Arc::clone(&self.reward_wakeup),
+                analytics_min_contributors: self.analytics_min_contributors,
             }));
         }
         if roles.has("ui") {
@@ -154,6 +163,7 @@ impl Services {
             self.store.clone(),
             Arc::clone(&self.vault),
             Arc::clone(&self.clock),
+            self.retention.clone(),
         )
     }
 }

@@ -59,6 +59,14 @@ pub struct Settings {
     pub erasure_grace_seconds: i64,
     /// Seconds between erasure passes (requests also wake the worker at once).
     pub erasure_interval_seconds: u64,
+    /// Analytics cells with fewer distinct contributors are suppressed (k-anonymity).
+    pub analytics_min_contributors: i64,
+    /// Days without a login after which an account is erased.
+    pub retention_idle_account_days: i64,
+    /// Days anonymous facts are kept after their last update.
+    pub retention_anonymous_fact_days: i64,
+    /// Days completed data-subject requests are kept.
+    pub retention_request_days: i64,
     /// Apply migrations when `serve` starts.
     pub migrate_on_start: bool,
     pub max_body_bytes: usize,
@@ -85,6 +93,10 @@ impl Default for Settings {
             rewards_client_secret: None,
             erasure_grace_seconds: 0,
             erasure_interval_seconds: 10,
+            analytics_min_contributors: 5,
+            retention_idle_account_days: 730,
+            retention_anonymous_fact_days: 1825,
+            retention_request_days: 1095,
             migrate_on_start: true,
             max_body_bytes: 64 * 1024,
             request_timeout_seconds: 30,
@@ -100,6 +112,10 @@ const SECRET_KEYS: &[&str] = &["database_url", "master_key", "rewards_client_sec
 /// Keys whose values are numbers or booleans rather than text.
 const INTEGER_KEYS: &[&str] = &[
     "erasure_grace_seconds",
+    "analytics_min_contributors",
+    "retention_idle_account_days",
+    "retention_anonymous_fact_days",
+    "retention_request_days",
     "erasure_interval_seconds",
     "max_body_bytes",
     "request_timeout_seconds",
@@ -267,6 +283,18 @@ impl Settings {
                 bail!("{name} must be greater than zero");
             }
         }
+        if !(2..=1000).contains(&self.analytics_min_contributors) {
+            bail!("analytics_min_contributors must be between 2 and 1000 (k of k-anonymity)");
+        }
+        for (name, days) in [
+            ("retention_idle_account_days", self.retention_idle_account_days),
+            ("retention_anonymous_fact_days", self.retention_anonymous_fact_days),
+            ("retention_request_days", self.retention_request_days),
+        ] {
+            if !(1..=36_500).contains(&days) {
+                bail!("{name} must be between 1 and 36500 days");
+            }
+        }
         if self.master_key.is_some() && self.master_key_file.is_some() {
             bail!("set either master_key or master_key_file, not both");
         }
@@ -279,6 +307,14 @@ impl Settings {
 
     pub fn is_embedded(&self) -> bool {
         self.database_url.is_none()
+    }
+
+    pub fn retention(&self) -> erasure::Retention {
+        erasure::Retention {
+            idle_account_days: self.retention_idle_account_days,
+            anonymous_fact_days: self.retention_anonymous_fact_days,
+            request_days: self.retention_request_days,
+        }
     }
 
     pub fn keys_dir(&self) -> PathBuf {

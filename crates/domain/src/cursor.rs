@@ -63,7 +63,7 @@ impl Cursor {
         let bytes = decode_b64url(raw).ok_or_else(bad)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
         let digits = text.strip_prefix("v1.").ok_or_else(bad)?;
-        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let seq: i64 = digits.parse().map_err(|_| bad())?;

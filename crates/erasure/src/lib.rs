@@ -1,7 +1,10 @@
-//! The erasure role: carries out due erasure requests. For each person it destroys their data
-//! key first (crypto-shredding: every copy of their ciphertext, backups included, becomes
-//! unreadable), records the pseudonym in the erasure journal kept with the keys, then deletes
-//! the person from every table and unlinks their transactions.
+//! The erasure role: carries out due erasure requests and the retention rules.
+//!
+//! For each person it destroys their data key first (crypto-shredding: every copy of their
+//! sealed data, backups included, becomes unreadable), records the pseudonym in the erasure
+//! journal kept with the keys, then in one database transaction turns their transactions into
+//! anonymous facts and deletes them and every other row about the person. At every start the
+//! journal is applied again, so restoring a database backup cannot bring anyone back.
 
 use crypto::vault::Vault;
 use domain::Clock;
@@ -9,6 +12,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 use tokio::sync::{watch, Notify};
+
+const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// How long each kind of data is kept (days). Documented in docs/privacy.md.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Accounts without a login for this long are erased.
+    pub idle_account_days: i64,
+    /// Anonymous facts not updated for this long are deleted.
+    pub anonymous_fact_days: i64,
+    /// Completed data-subject requests are kept this long for accountability.
+    pub request_days: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            idle_account_days: 730,
+            anonymous_fact_days: 1825,
+            request_days: 1095,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ErasureError {
@@ -18,52 +44,117 @@ pub enum ErasureError {
     Crypto(#[from] crypto::CryptoError),
 }
 
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub erased: usize,
+    pub idle_accounts_scheduled: usize,
+    pub facts_deleted: u64,
+    pub requests_deleted: u64,
+}
+
 pub struct ErasureWorker {
     store: Store,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
+    retention: Retention,
 }
 
 impl ErasureWorker {
-    pub fn new(store: Store, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Store, vault: Arc<Vault>, clock: Arc<dyn Clock>, retention: Retention) -> Self {
         Self {
             store,
             vault,
             clock,
+            retention,
         }
     }
 
-    /// One pass over every due request. Returns how many people were erased.
-    pub async fn run_once(&self) -> Result<usize, ErasureError> {
+    /// Erases one person: key first, then journal, then the database.
+    async fn erase(&self, request_id: &str, user_id: &str) -> Result<bool, ErasureError> {
+        self.vault.shred(user_id)?;
+        self.vault.key_store().journal_append(user_id)?;
+        let done = self
+            .store
+            .erase_person(request_id, user_id, self.clock.now_micros())
+            .await?;
+        if done {
+            tracing::info!(subject = %user_id, request = %request_id, "person erased");
+        }
+        Ok(done)
+    }
+
+    /// Carries out every due erasure request. Returns how many people were erased.
+    pub async fn run_due(&self) -> Result<usize, ErasureError> {
         let mut erased = 0;
         loop {
             let due = self.store.due_erasures(self.clock.now_micros(), 50).await?;
             if due.is_empty() {
-                break;
+                return Ok(erased);
             }
             for work in &due {
-                self.vault.shred(&work.user_id)?;
-                self.vault.key_store().journal_append(&work.user_id)?;
-                if self
-                    .store
-                    .erase_person(&work.request_id, &work.user_id, self.clock.now_micros())
-                    .await?
-                {
-                    tracing::info!(subject = %work.user_id, request = %work.request_id, "person erased");
+                if self.erase(&work.request_id, &work.user_id).await? {
                     erased += 1;
                 }
             }
         }
-        Ok(erased)
+    }
+
+    /// Applies the retention rules: schedules idle accounts for erasure, deletes old anonymous
+    /// facts and old completed requests.
+    pub async fn enforce_retention(&self) -> Result<PassReport, ErasureError> {
+        let now = self.clock.now_micros();
+        let mut report = PassReport::default();
+        let idle = self
+            .store
+            .idle_accounts(now - self.retention.idle_account_days * DAY_MICROS, 100)
+            .await?;
+        for user_id in &idle {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let (_, created) = self
+                .store
+                .request_erasure(&request_id, user_id, now, now, now + 30 * DAY_MICROS)
+                .await?;
+            if created {
+                tracing::info!(subject = %user_id, request = %request_id, "idle account scheduled for erasure");
+                report.idle_accounts_scheduled += 1;
+            }
+        }
+        report.facts_deleted = self
+            .store
+            .delete_facts_before(now - self.retention.anonymous_fact_days * DAY_MICROS)
+            .await?;
+        report.requests_deleted = self
+            .store
+            .delete_requests_before(now - self.retention.request_days * DAY_MICROS)
+            .await?;
+        Ok(report)
+    }
+
+    /// One full pass: retention, then every due erasure (including the ones retention just
+    /// scheduled).
+    pub async fn run_once(&self) -> Result<PassReport, ErasureError> {
+        let mut report = self.enforce_retention().await?;
+        report.erased = self.run_due().await?;
+        Ok(report)
+    }
+
+    /// Applies the erasure journal again: anyone erased before who is back in the database
+    /// (a restored backup) is removed again, and their key stays destroyed.
+    pub async fn reapply_journal(&self) -> Result<usize, ErasureError> {
+        let mut purged = 0;
+        for pseudonym in self.vault.key_store().journal_entries()? {
+            self.vault.shred(&pseudonym)?;
+            if self.store.purge_person(&pseudonym, self.clock.now_micros()).await? {
+                tracing::warn!(subject = %pseudonym, "erased person found in the database again; removed");
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 
     /// Runs a pass every `interval`, or at once when woken, until shutdown.
-    pub async fn run(
-        self,
-        interval: Duration,
-        wakeup: Arc<Notify>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, interval: Duration, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
         tracing::info!("erasure worker started");
         loop {
             if *shutdown.borrow() {

@@ -10,6 +10,9 @@ use std::time::Duration;
 use store::{OutboxEvent, RewardOutcome, Store};
 use tokio::sync::{watch, Notify};
 
+/// How long a paused event waits before it is looked at again.
+const PAUSE_MICROS: i64 = 5_000_000;
+
 /// Points per whole currency unit, rounded down per transaction: `minor * rate / 100`.
 pub fn points_for(amount_minor: i64, points_per_unit: i64) -> i64 {
     amount_minor.saturating_mul(points_per_unit) / 100
@@ -45,6 +48,9 @@ pub struct RewardWorker {
 enum ProcessError {
     #[error("poison event: {0}")]
     Poison(String),
+    /// The person restricted processing (Art. 18): rewards pause until it is lifted.
+    #[error("paused while the person's processing is restricted")]
+    Paused,
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -105,6 +111,7 @@ impl RewardWorker {
         let now = self.clock.now_micros();
         let result = match self.process(event, rules).await {
             Ok(()) => self.store.complete_event(event.seq).await,
+            Err(ProcessError::Paused) => self.store.defer_event(event.seq, now + PAUSE_MICROS).await,
             Err(ProcessError::Poison(reason)) => {
                 tracing::error!(event = event.seq, %reason, "poison event parked");
                 self.store.park_event(event.seq, now, &reason).await
@@ -145,8 +152,14 @@ impl RewardWorker {
                 "the transaction does not exist".into(),
             ));
         };
-        if transaction.processed || transaction.user_id.is_none() {
+        let Some(user_id) = transaction.user_id.as_deref() else {
             return Ok(());
+        };
+        if transaction.processed {
+            return Ok(());
+        }
+        if self.store.bank_user(user_id).await?.is_some_and(|u| u.restricted_at.is_some()) {
+            return Err(ProcessError::Paused);
         }
         let rate = rules.get(&transaction.category).copied().unwrap_or(1);
         let points = points_for(transaction.amount_minor, rate);

@@ -1,7 +1,8 @@
-//! Data-subject requests and the erasure of a person from every table.
+//! Data-subject requests, and the erasure of a person from every table.
 
 use crate::{get_i64, get_opt_i64, get_string};
 use crate::{Result, Store, StoreError};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct PrivacyRequest {
@@ -19,9 +20,27 @@ pub struct ErasureWork {
     pub user_id: String,
 }
 
+/// Amount bands of anonymous facts, in minor units: under 10, 10–50, 50–100, 100–500, 500 up.
+pub const BAND_LIMITS: [i64; 4] = [1_000, 5_000, 10_000, 50_000];
+
+pub fn band_of(amount_minor: i64) -> usize {
+    BAND_LIMITS.iter().take_while(|limit| amount_minor >= **limit).count()
+}
+
+fn request_from(row: &sqlx::any::AnyRow) -> Result<PrivacyRequest> {
+    Ok(PrivacyRequest {
+        id: get_string(row, "id")?,
+        kind: get_string(row, "kind")?,
+        status: get_string(row, "status")?,
+        received_at: get_i64(row, "received_at")?,
+        due_at: get_i64(row, "due_at")?,
+        completed_at: get_opt_i64(row, "completed_at")?,
+    })
+}
+
 impl Store {
-    /// Records an erasure request and marks the person as leaving. Returns false when one is
-    /// already pending (the earlier request stands).
+    /// Records an erasure request and marks the person as leaving. Returns the pending
+    /// request: the new one, or the earlier one that still stands.
     pub async fn request_erasure(
         &self,
         request_id: &str,
@@ -29,16 +48,17 @@ impl Store {
         now: i64,
         run_after: i64,
         due_at: i64,
-    ) -> Result<bool> {
+    ) -> Result<(PrivacyRequest, bool)> {
         let mut tx = self.writer.begin().await?;
         let pending = sqlx::query(
-            "SELECT 1 AS one FROM privacy_requests WHERE user_id = $1 AND kind = 'erasure' AND status = 'pending'",
+            "SELECT id, kind, status, received_at, due_at, completed_at FROM privacy_requests \
+             WHERE user_id = $1 AND kind = 'erasure' AND status = 'pending'",
         )
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await?;
-        if pending.is_some() {
-            return Ok(false);
+        if let Some(row) = pending {
+            return Ok((request_from(&row)?, false));
         }
         sqlx::query(
             "INSERT INTO privacy_requests (id, user_id, kind, status, received_at, run_after, due_at) \
@@ -58,7 +78,33 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        let request = PrivacyRequest {
+            id: request_id.to_owned(),
+            kind: "erasure".into(),
+            status: "pending".into(),
+            received_at: now,
+            due_at,
+            completed_at: None,
+        };
+        Ok((request, true))
+    }
+
+    /// Records a request that was carried out at once (export, rectification, restriction,
+    /// objection), so the person and the administrators can see it (Art. 12).
+    pub async fn record_completed_request(&self, request_id: &str, user_id: &str, kind: &str, now: i64, due_at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO privacy_requests (id, user_id, kind, status, received_at, run_after, due_at, completed_at) \
+             VALUES ($1, $2, $3, 'completed', $4, $4, $5, $4)",
+        )
+        .bind(request_id)
+        .bind(user_id)
+        .bind(kind)
+        .bind(now)
+        .bind(due_at)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from_write)?;
+        Ok(())
     }
 
     pub async fn privacy_requests(&self, user_id: &str) -> Result<Vec<PrivacyRequest>> {
@@ -69,18 +115,24 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PrivacyRequest {
-                    id: get_string(row, "id")?,
-                    kind: get_string(row, "kind")?,
-                    status: get_string(row, "status")?,
-                    received_at: get_i64(row, "received_at")?,
-                    due_at: get_i64(row, "due_at")?,
-                    completed_at: get_opt_i64(row, "completed_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(request_from).collect()
+    }
+
+    /// Every request for administrators: pending ones past their due date first, then pending
+    /// by due date, then the most recently completed.
+    pub async fn request_queue(&self, now: i64, limit: i64) -> Result<Vec<PrivacyRequest>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, status, received_at, due_at, completed_at FROM privacy_requests \
+             ORDER BY CASE WHEN status = 'pending' AND due_at < $1 THEN 0 \
+                           WHEN status = 'pending' THEN 1 ELSE 2 END, \
+                      CASE WHEN status = 'pending' THEN due_at ELSE -completed_at END \
+             LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(request_from).collect()
     }
 
     pub async fn due_erasures(&self, now: i64, limit: i64) -> Result<Vec<ErasureWork>> {
@@ -102,10 +154,8 @@ impl Store {
             .collect()
     }
 
-    /// Removes the person from every table in one transaction: identity account (with its
-    /// codes, sessions and tokens), profile, consent ledger, points, idempotency records.
-    /// Transactions stay for the bank's books but lose their link to the person and the
-    /// merchant text. Returns false if the request was already completed.
+    /// Carries out an erasure request (see [`Store::purge_person`]). Returns false if the
+    /// request was already completed.
     pub async fn erase_person(&self, request_id: &str, user_id: &str, now: i64) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let claimed = sqlx::query(
@@ -119,18 +169,88 @@ impl Store {
         if claimed.rows_affected() != 1 {
             return Ok(false);
         }
-        for sql in [
-            "DELETE FROM accounts WHERE id = $1",
-            "DELETE FROM bank_users WHERE id = $1",
-            "DELETE FROM consent_events WHERE user_id = $1",
-            "DELETE FROM points_accounts WHERE user_id = $1",
-            "DELETE FROM points_ledger WHERE user_id = $1",
-            "DELETE FROM idempotency_keys WHERE user_id = $1",
-            "UPDATE transactions SET user_id = NULL, name_enc = NULL WHERE user_id = $1",
-        ] {
-            sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
-        }
+        erase_in(&mut tx, user_id, now).await?;
         tx.commit().await?;
         Ok(true)
     }
+
+    /// Removes every trace of a person that is still in the database, e.g. after a backup
+    /// from before their erasure was restored. Returns true when something was removed.
+    pub async fn purge_person(&self, user_id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let found = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM accounts WHERE id = $1) + \
+                    (SELECT COUNT(*) FROM bank_users WHERE id = $1) + \
+                    (SELECT COUNT(*) FROM transactions WHERE user_id = $1) AS n",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if get_i64(&found, "n")? == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE privacy_requests SET status = 'completed', completed_at = $2 \
+             WHERE user_id = $1 AND kind = 'erasure' AND status = 'pending'",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        erase_in(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// Turns the person's transactions into anonymous facts, then deletes them and every other
+/// row about the person: identity account (with its codes, sessions and tokens), profile,
+/// consent ledger, points and idempotency records, and their pending reward events.
+async fn erase_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &str, now: i64) -> Result<()> {
+    let rows = sqlx::query("SELECT month, category, amount_minor FROM transactions WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut cells: BTreeMap<(String, String), [i64; 5]> = BTreeMap::new();
+    for row in &rows {
+        let key = (get_string(row, "month")?, get_string(row, "category")?);
+        cells.entry(key).or_default()[band_of(get_i64(row, "amount_minor")?)] += 1;
+    }
+    for ((month, category), bands) in &cells {
+        sqlx::query(
+            "INSERT INTO anonymous_facts (month, category, contributors, band_under_10, band_10_to_50, \
+             band_50_to_100, band_100_to_500, band_500_up, updated_at) VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (month, category) DO UPDATE SET \
+             contributors = anonymous_facts.contributors + 1, \
+             band_under_10 = anonymous_facts.band_under_10 + excluded.band_under_10, \
+             band_10_to_50 = anonymous_facts.band_10_to_50 + excluded.band_10_to_50, \
+             band_50_to_100 = anonymous_facts.band_50_to_100 + excluded.band_50_to_100, \
+             band_100_to_500 = anonymous_facts.band_100_to_500 + excluded.band_100_to_500, \
+             band_500_up = anonymous_facts.band_500_up + excluded.band_500_up, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(month)
+        .bind(category)
+        .bind(bands[0])
+        .bind(bands[1])
+        .bind(bands[2])
+        .bind(bands[3])
+        .bind(bands[4])
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for sql in [
+        "DELETE FROM outbox WHERE subject IN (SELECT id FROM transactions WHERE user_id = $1)",
+        "DELETE FROM transactions WHERE user_id = $1",
+        "DELETE FROM accounts WHERE id = $1",
+        "DELETE FROM bank_users WHERE id = $1",
+        "DELETE FROM consent_events WHERE user_id = $1",
+        "DELETE FROM points_accounts WHERE user_id = $1",
+        "DELETE FROM points_ledger WHERE user_id = $1",
+        "DELETE FROM idempotency_keys WHERE user_id = $1",
+    ] {
+        sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! Where the dialects differ (row locking, identity columns) the code says so. Each backend
 //! keeps its own migrations with identical names. The store contract tests run on both.
 
+mod analytics;
 mod erasure;
 mod identity;
 mod migrate;
@@ -13,7 +14,8 @@ mod points;
 mod transactions;
 mod users;
 
-pub use erasure::{ErasureWork, PrivacyRequest};
+pub use analytics::AnalyticsCell;
+pub use erasure::{band_of, ErasureWork, PrivacyRequest, BAND_LIMITS};
 pub use identity::{
     AccountAuth, AccountRecord, CodeGrant, ConsumedCode, NewAccount, NewAuthCode, NewSession,
     RotatedRefresh, RotationOutcome, SessionState,
@@ -22,7 +24,7 @@ pub use migrate::{migration_names, Backend, MIGRATIONS_POSTGRES, MIGRATIONS_SQLI
 pub use outbox::{OutboxEvent, OutboxStats, ParkedEvent};
 pub use points::{PointsSummary, RedeemOutcome, RewardOutcome};
 pub use transactions::{ChargeOutcome, NewCharge, SpendingRow, TransactionRow};
-pub use users::{BankUser, ConsentEvent, ConsentRecord};
+pub use users::{BankUser, ConsentEvent, ConsentRecord, Switch};
 
 use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow};
 pub use sqlx::Error as SqlxError;

@@ -83,6 +83,17 @@ impl Store {
         Ok(())
     }
 
+    /// Puts an event off until `until` without counting the attempt (rewards paused while
+    /// the person has restricted processing).
+    pub async fn defer_event(&self, seq: i64, until: i64) -> Result<()> {
+        sqlx::query("UPDATE outbox SET available_at = $2, claimed_until = NULL, attempts = attempts - 1 WHERE seq = $1")
+            .bind(seq)
+            .bind(until)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Gives a lease back untouched (graceful shutdown) without counting an attempt.
     pub async fn release_event(&self, seq: i64) -> Result<()> {
         sqlx::query(

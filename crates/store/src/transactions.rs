@@ -9,6 +9,8 @@ pub struct NewCharge<'a> {
     pub name_enc: &'a [u8],
     pub category: &'a str,
     pub amount_minor: i64,
+    /// The calendar month (`YYYY-MM`) of `now`, kept for analytics.
+    pub month: &'a str,
     /// `(key, hash of the request)` when the client sent an `Idempotency-Key`.
     pub idempotency: Option<(&'a str, &'a str)>,
     pub now: i64,
@@ -97,14 +99,15 @@ impl Store {
             return Ok(ChargeOutcome::Restricted);
         }
         sqlx::query(
-            "INSERT INTO transactions (id, user_id, name_enc, category, amount_minor, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO transactions (id, user_id, name_enc, category, amount_minor, month, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(charge.id)
         .bind(charge.user_id)
         .bind(charge.name_enc)
         .bind(charge.category)
         .bind(charge.amount_minor)
+        .bind(charge.month)
         .bind(charge.now)
         .execute(&mut *tx)
         .await

@@ -164,3 +164,90 @@ async fn insert_consent_event(
     .await?;
     Ok(())
 }
+
+/// A switch a person can turn on and off: restriction of processing (Art. 18) or objection
+/// to profiling (Art. 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    Restriction,
+    Objection,
+}
+
+impl Switch {
+    fn column(self) -> &'static str {
+        match self {
+            Switch::Restriction => "restricted_at",
+            Switch::Objection => "objected_at",
+        }
+    }
+}
+
+impl Store {
+    /// Turns a switch on (`Some(now)`) or off (`None`) and records the request, in one
+    /// transaction. Returns false when the person is not registered or is being erased.
+    pub async fn set_switch(
+        &self,
+        id: &str,
+        switch: Switch,
+        on: bool,
+        request: (&str, &str),
+        now: i64,
+        due_at: i64,
+    ) -> Result<bool> {
+        let (request_id, kind) = request;
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "UPDATE bank_users SET {} = $2 WHERE id = $1 AND erasure_requested_at IS NULL",
+            switch.column()
+        );
+        let result = sqlx::query(&sql)
+            .bind(id)
+            .bind(if on { Some(now) } else { None })
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO privacy_requests (id, user_id, kind, status, received_at, run_after, due_at, completed_at) \
+             VALUES ($1, $2, $3, 'completed', $4, $4, $5, $4)",
+        )
+        .bind(request_id)
+        .bind(id)
+        .bind(kind)
+        .bind(now)
+        .bind(due_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_write)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a successful login (for the idle-account retention rule).
+    pub async fn touch_login(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE accounts SET last_login_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Accounts idle since before `cutoff` (no login since; or never, and created before it)
+    /// with no erasure pending.
+    pub async fn idle_accounts(&self, cutoff: i64, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT a.id FROM accounts a WHERE a.role = 'person' \
+             AND COALESCE(a.last_login_at, a.created_at) < $1 \
+             AND NOT EXISTS (SELECT 1 FROM privacy_requests r WHERE r.user_id = a.id \
+                             AND r.kind = 'erasure' AND r.status = 'pending') \
+             LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| get_string(row, "id")).collect()
+    }
+}

@@ -148,6 +148,8 @@ impl TestApp {
             ServicesConfig {
                 public_base_url: BASE_URL.to_owned(),
                 erasure_grace_seconds: 0,
+                analytics_min_contributors: 5,
+                retention: Default::default(),
                 password_hash_concurrency: 2,
                 limits: web::layers::Limits::default(),
             },
@@ -408,6 +410,7 @@ impl TestApp {
             .run_once()
             .await
             .expect("erasure pass")
+            .erased
     }
 }
 

@@ -64,3 +64,26 @@ pub async fn outbox_status(State(state): State<TransactionsState>, principal: Pr
     }))
     .into_response())
 }
+
+/// Spending per category per month, in amount bands, from people who consented to analytics
+/// (and have not restricted processing) plus the anonymous facts left by erased people. A cell
+/// is shown only when at least k distinct people contributed to it.
+pub async fn analytics(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+    principal.require(Scope::Admin)?;
+    let k = state.analytics_min_contributors;
+    let cells = state.store.analytics_cells().await?;
+    let (shown, suppressed): (Vec<_>, Vec<_>) = cells.into_iter().partition(|c| c.contributors >= k);
+    Ok(Json(json!({
+        "minContributors": k,
+        "bands": ["under 10.00", "10.00 to 49.99", "50.00 to 99.99", "100.00 to 499.99", "500.00 and more"],
+        "cells": shown.iter().map(|c| json!({
+            "month": c.month,
+            "category": c.category,
+            "contributors": c.contributors,
+            "transactions": c.bands.iter().sum::<i64>(),
+            "bands": c.bands,
+        })).collect::<Vec<_>>(),
+        "suppressedCells": suppressed.len(),
+    }))
+    .into_response())
+}

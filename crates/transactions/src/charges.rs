@@ -47,6 +47,8 @@ pub async fn create_charge(
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| ApiError::not_found("you are not registered"))?;
     let id = uuid::Uuid::now_v7().to_string();
+    let now = state.clock.now_micros();
+    let month = domain::clock::month_of(now);
     let name_enc = Vault::seal(&data_key, "transactions.name", &id, name.as_str());
     let outcome = state
         .store
@@ -56,8 +58,9 @@ pub async fn create_charge(
             name_enc: &name_enc,
             category: category.as_str(),
             amount_minor: amount.minor(),
+            month: &month,
             idempotency: key.as_deref().map(|k| (k, request_hash.as_str())),
-            now: state.clock.now_micros(),
+            now,
         })
         .await?;
     match outcome {

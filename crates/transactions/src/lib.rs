@@ -24,6 +24,8 @@ pub struct TransactionsState {
     pub clock: Arc<dyn Clock>,
     /// Wakes the reward worker when a charge is written.
     pub reward_wakeup: Arc<Notify>,
+    /// Analytics cells with fewer contributors than this are suppressed (k-anonymity).
+    pub analytics_min_contributors: i64,
 }
 
 impl FromRef<TransactionsState> for Arc<TokenVerifier> {
@@ -49,6 +51,7 @@ pub fn router(state: TransactionsState) -> Router {
         .route("/admin/v1/reward-rules", get(admin::list_reward_rules))
         .route("/admin/v1/reward-rules/{category}", put(admin::set_reward_rule))
         .route("/admin/v1/outbox", get(admin::outbox_status))
+        .route("/admin/v1/analytics", get(admin::analytics))
         .with_state(state)
 }
 

@@ -2,10 +2,12 @@
 //! erasure. Names and e-mail belong to the identity account and are sealed with the person's
 //! own key; this role decrypts them only to show them to that person.
 
+mod consent;
 mod profile;
+mod rights;
 
 use axum::extract::FromRef;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use crypto::vault::Vault;
 use domain::Clock;
@@ -27,6 +29,10 @@ pub fn policy_hash() -> String {
 #[derive(Clone)]
 pub struct UsersState {
     pub store: Store,
+    /// Signs consent and erasure receipts; verifiable against the JWKS.
+    pub signing: Arc<crypto::keyring::SigningKeyRing>,
+    /// The issuer named in receipts (the public base URL).
+    pub issuer: String,
     pub vault: Arc<Vault>,
     pub verifier: Arc<TokenVerifier>,
     pub clock: Arc<dyn Clock>,
@@ -42,6 +48,18 @@ impl FromRef<UsersState> for Arc<TokenVerifier> {
     }
 }
 
+/// One month, the deadline GDPR Art. 12(3) sets for answering a request.
+pub const MONTH_MICROS: i64 = 30 * 24 * 3600 * 1_000_000;
+
+/// Signs a receipt: a compact JWS with the server's current token key.
+pub(crate) fn receipt(state: &UsersState, typ: &str, subject: &str, mut claims: serde_json::Value) -> String {
+    claims["iss"] = serde_json::json!(state.issuer);
+    claims["sub"] = serde_json::json!(subject);
+    claims["iat"] = serde_json::json!(state.clock.now_secs());
+    claims["jti"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    crypto::jws::sign(state.signing.active(), typ, &claims)
+}
+
 pub fn router(state: UsersState) -> Router {
     Router::new()
         .route("/bank/v1/users", post(profile::register_user))
@@ -51,9 +69,14 @@ pub fn router(state: UsersState) -> Router {
                 .put(profile::update_profile)
                 .delete(profile::delete_self),
         )
-        .route(
-            "/bank/v1/users/self/erasure",
-            post(profile::request_erasure),
-        )
+        .route("/bank/v1/users/self/erasure", post(profile::request_erasure))
+        .route("/bank/v1/users/self/consents", get(consent::list_consents))
+        .route("/bank/v1/users/self/consents/{purpose}", put(consent::set_consent))
+        .route("/bank/v1/users/self/export", get(rights::export_data))
+        .route("/bank/v1/users/self/restriction", put(rights::restrict).delete(rights::lift_restriction))
+        .route("/bank/v1/users/self/objection", put(rights::object).delete(rights::withdraw_objection))
+        .route("/bank/v1/users/self/requests", get(rights::list_requests))
+        .route("/bank/v1/users/self/insights", get(rights::insights))
+        .route("/admin/v1/requests", get(rights::request_queue))
         .with_state(state)
 }

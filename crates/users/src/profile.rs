@@ -211,24 +211,26 @@ async fn rectify(
 
 async fn start_erasure(state: &UsersState, id: &str) -> Result<serde_json::Value, ApiError> {
     let now = state.clock.now_micros();
-    let request_id = uuid::Uuid::new_v4().to_string();
     let run_after = now + state.erasure_grace_seconds * 1_000_000;
-    let due = now + 30 * 24 * 3600 * 1_000_000;
-    let created = state
+    let (request, created) = state
         .store
-        .request_erasure(&request_id, id, now, run_after, due)
+        .request_erasure(&uuid::Uuid::new_v4().to_string(), id, now, run_after, now + crate::MONTH_MICROS)
         .await?;
     if created {
-        tracing::info!(subject = %id, request = %request_id, "erasure requested");
+        tracing::info!(subject = %id, request = %request.id, "erasure requested");
     }
     state.erasure_wakeup.notify_one();
-    Ok(json!({
-        "requestId": request_id,
-        "receivedAt": web::rfc3339(now),
-        "scheduledFor": web::rfc3339(run_after),
-        "dueBy": web::rfc3339(due),
-        "alreadyPending": !created,
-    }))
+    let details = json!({
+        "requestId": request.id,
+        "receivedAt": web::rfc3339(request.received_at),
+        "scheduledFor": web::rfc3339(run_after.max(request.received_at)),
+        "dueBy": web::rfc3339(request.due_at),
+    });
+    let signed = crate::receipt(state, "erasure-receipt+jwt", id, details.clone());
+    let mut body = details;
+    body["alreadyPending"] = json!(!created);
+    body["receipt"] = json!(signed);
+    Ok(body)
 }
 
 /// The original API: 204, and erasure starts.

@@ -144,9 +144,44 @@ impl KeyStore {
             return Ok(None);
         };
         let id = wrapped_master_id(&wrapped)?;
+        {
+            let masters = self.read_masters();
+            if let Some(master) = masters.find(&id) {
+                return master.unwrap(owner, &wrapped).map(Some);
+            }
+        }
+        // Another process (`examplebank keys rotate`) may have rotated the master key while
+        // this one runs: learn the keys on disk, then try once more.
+        self.reload_masters()?;
         let masters = self.read_masters();
         let master = masters.find(&id).ok_or(CryptoError::UnknownMasterKey(id))?;
         master.unwrap(owner, &wrapped).map(Some)
+    }
+
+    /// Adds the master keys now on disk (`master.key` when the current key came from it, and
+    /// `master.previous`) to the ones this process knows.
+    fn reload_masters(&self) -> Result<(), CryptoError> {
+        let previous = read_previous(&self.dir.join(PREVIOUS_FILE))?;
+        let file_key = if self.master_from_file {
+            fsutil::read_text_optional(&self.dir.join(MASTER_FILE))?
+                .and_then(|text| MasterKey::from_encoded(&text).ok())
+        } else {
+            None
+        };
+        let mut masters = self.write_masters();
+        if let Some(key) = file_key {
+            if masters.find(key.id()).is_none() {
+                // The file now holds a newer key: it becomes current, the old one stays known.
+                let old = std::mem::replace(&mut masters.current, key);
+                masters.previous.push(old);
+            }
+        }
+        for key in previous {
+            if masters.find(key.id()).is_none() {
+                masters.previous.push(key);
+            }
+        }
+        Ok(())
     }
 
     /// Crypto-shreds `owner`'s data key: overwrite with zeros, fsync, delete, fsync dir.

@@ -10,6 +10,7 @@ CREATE TABLE accounts (
     role TEXT NOT NULL CHECK (role IN ('person', 'admin')),
     status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
     password_changed_at BIGINT NOT NULL,
+    last_login_at BIGINT,
     created_at BIGINT NOT NULL
 );
 
@@ -92,11 +93,13 @@ CREATE TABLE transactions (
     name_enc BYTEA,
     category TEXT NOT NULL,
     amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
+    month TEXT NOT NULL,
     points_earned BIGINT,
     processed BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL
 );
 CREATE INDEX transactions_user_seq ON transactions(user_id, seq);
+CREATE INDEX transactions_month ON transactions(month, category);
 
 CREATE TABLE points_accounts (
     user_id TEXT PRIMARY KEY,
@@ -146,3 +149,19 @@ CREATE TABLE outbox (
     last_error TEXT
 );
 CREATE INDEX outbox_ready ON outbox(available_at) WHERE parked_at IS NULL;
+
+-- What is left of an erased person's spending: per month and category, how many erased people
+-- contributed and how many charges fell in each amount band. No person id, no merchant, no
+-- exact time or amount.
+CREATE TABLE anonymous_facts (
+    month TEXT NOT NULL,
+    category TEXT NOT NULL,
+    contributors BIGINT NOT NULL,
+    band_under_10 BIGINT NOT NULL,
+    band_10_to_50 BIGINT NOT NULL,
+    band_50_to_100 BIGINT NOT NULL,
+    band_100_to_500 BIGINT NOT NULL,
+    band_500_up BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (month, category)
+);

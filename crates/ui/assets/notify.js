@@ -1,0 +1,54 @@
+// Phone notifications: a banner at the top of the screen, read out by screen readers (the
+// container is a polite live region; refusals and failures are alerts). Each can be closed
+// with its button; good news goes away by itself.
+
+import { h } from './dom.js';
+
+let container = null;
+
+export function mountNotifications(element) {
+  container = element;
+}
+
+/**
+ * Shows a notification. kind: "ok", "info", "warn" or "error". Returns an object whose
+ * update() replaces the text (a "Paying…" banner becomes the outcome).
+ */
+export function notify(kind, title, text, { icon = 'bank', timeout } = {}) {
+  if (!container) return { update() {}, close() {} };
+  const titleNode = h('strong', { class: 'note-title' }, title);
+  const textNode = h('span', { class: 'note-text' }, text);
+  const close = h('button', { type: 'button', class: 'note-close', 'aria-label': 'Dismiss notification' }, '×');
+  const note = h(
+    'div',
+    { class: ['note', `note-${kind}`], role: kind === 'error' || kind === 'warn' ? 'alert' : 'status' },
+    h('span', { class: ['note-icon', `icon-${icon}`], 'aria-hidden': 'true' }),
+    h('span', { class: 'note-body' }, titleNode, textNode),
+    close,
+  );
+  let timer = null;
+  const remove = () => {
+    clearTimeout(timer);
+    note.remove();
+  };
+  const arm = (k) => {
+    clearTimeout(timer);
+    const wait = timeout ?? (k === 'ok' || k === 'info' ? 8000 : 0);
+    if (wait > 0) timer = setTimeout(remove, wait);
+  };
+  close.addEventListener('click', remove);
+  container.prepend(note);
+  while (container.children.length > 3) container.lastElementChild.remove();
+  arm(kind);
+  return {
+    element: note,
+    update(newKind, newTitle, newText) {
+      note.className = `note note-${newKind}`;
+      note.setAttribute('role', newKind === 'error' || newKind === 'warn' ? 'alert' : 'status');
+      titleNode.textContent = newTitle;
+      textNode.textContent = newText;
+      arm(newKind);
+    },
+    close: remove,
+  };
+}

@@ -1,0 +1,1 @@
+//! The phone simulator and admin console (being written).
