@@ -97,6 +97,7 @@ impl ErasureWorker {
                     erased += 1;
                 }
             }
+            self.store.compact_after_erasure().await?;
         }
     }
 

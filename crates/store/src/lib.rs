@@ -149,6 +149,16 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
     }
 
+    /// After an erasure: on SQLite, moves the write-ahead log into the database file and
+    /// truncates it, so deleted rows do not linger in old log frames (`secure_delete` already
+    /// zeroes them in the file). PostgreSQL reclaims dead rows with (auto)vacuum.
+    pub async fn compact_after_erasure(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -173,7 +183,7 @@ fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> ConnectFuture<'_> {
     Box::pin(async move {
         conn.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
         )
         .await
         .map(|_| ())

@@ -24,6 +24,7 @@ pub struct TestApp {
     pub backend: Backend,
     pub clock: OffsetClock,
     pub dir: tempfile::TempDir,
+    keys: std::path::PathBuf,
     database: Option<TempDatabase>,
 }
 
@@ -135,6 +136,17 @@ impl TestApp {
         database: Option<TempDatabase>,
     ) -> Self {
         let keys_dir = dir.path().join("keys");
+        Self::assemble_with_keys(store, backend, dir, database, &keys_dir)
+    }
+
+    fn assemble_with_keys(
+        store: Store,
+        backend: Backend,
+        dir: tempfile::TempDir,
+        database: Option<TempDatabase>,
+        keys_dir: &std::path::Path,
+    ) -> Self {
+        let keys_dir = keys_dir.to_owned();
         let (keys, _) = crypto::keystore::KeyStore::open(&keys_dir, None, true).expect("key store");
         let signing = crypto::keyring::SigningKeyRing::load_or_create(&keys_dir.join("signing"))
             .expect("signing keys");
@@ -161,6 +173,7 @@ impl TestApp {
             backend,
             clock,
             dir,
+            keys: keys_dir,
             database,
         }
     }
@@ -254,12 +267,24 @@ impl TestApp {
         verifier: &str,
         state: &str,
     ) -> TestResponse {
+        self.authorize_with_scope(username, password, verifier, state, "openid bank")
+            .await
+    }
+
+    pub async fn authorize_with_scope(
+        &self,
+        username: &str,
+        password: &str,
+        verifier: &str,
+        state: &str,
+        scope: &str,
+    ) -> TestResponse {
         let challenge = crypto::b64::encode(&crypto::secrets::sha256(verifier.as_bytes()));
         let fields = [
             ("response_type", "code"),
             ("client_id", "simulator"),
             ("redirect_uri", REDIRECT_URI),
-            ("scope", "openid bank"),
+            ("scope", scope),
             ("state", state),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
@@ -401,6 +426,52 @@ impl TestApp {
             }
         }
         panic!("the outbox did not drain");
+    }
+
+    /// The key store directory of this app.
+    pub fn keys_dir(&self) -> std::path::PathBuf {
+        self.keys.clone()
+    }
+
+    /// A second app over another SQLite file (e.g. a restored backup) that shares this app's
+    /// key store, as a restarted server would.
+    pub async fn reopen_sqlite(&self, file: &std::path::Path) -> TestApp {
+        let store = Store::open_sqlite(file, &StoreOptions::default()).await.expect("open sqlite");
+        store.migrate().await.expect("migrate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::assemble_with_keys(store, Backend::Sqlite, dir, None, &self.keys_dir())
+    }
+
+    /// A second app over the same PostgreSQL database sharing this app's key store.
+    pub async fn reopen_postgres(&self) -> TestApp {
+        let url = self.database_url().expect("a PostgreSQL app");
+        let store = Store::connect_postgres(url, &StoreOptions::default()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::assemble_with_keys(store, Backend::Postgres, dir, None, &self.keys_dir())
+    }
+
+    /// An administrator's access token (scope `admin`).
+    pub async fn admin_token(&self) -> String {
+        let username = format!("admin{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let password = format!("admin-pw-{}", uuid::Uuid::new_v4().simple());
+        let profile = identity::NewProfile {
+            username: domain::Username::parse(&username).expect("username"),
+            password: domain::Password::parse(&password).expect("password"),
+            given_name: None,
+            family_name: None,
+            email: None,
+        };
+        identity::create_account(&self.services.identity_state(), profile, "admin")
+            .await
+            .expect("admin account");
+        let verifier = crypto::secrets::random_token();
+        let redirect = self
+            .authorize_with_scope(&username, &password, &verifier, "s", "openid admin")
+            .await;
+        let code = Self::code_from(&redirect);
+        let body = self.exchange(&code, &verifier).await.expect(StatusCode::OK).json();
+        body["access_token"].as_str().expect("access token").to_owned()
     }
 
     /// Runs one erasure pass.
