@@ -69,13 +69,23 @@ impl Canary {
     }
 
     fn needles(&self) -> [&str; 6] {
-        [&self.username, &self.password, &self.given, &self.family, &self.email, &self.merchant]
+        [
+            &self.username,
+            &self.password,
+            &self.given,
+            &self.family,
+            &self.email,
+            &self.merchant,
+        ]
     }
 
     fn assert_absent(&self, haystack: &[u8], what: &str) {
         let text = String::from_utf8_lossy(haystack).to_lowercase();
         for needle in self.needles() {
-            assert!(!text.contains(&needle.to_lowercase()), "{what} contains {needle:?} in readable form");
+            assert!(
+                !text.contains(&needle.to_lowercase()),
+                "{what} contains {needle:?} in readable form"
+            );
         }
     }
 }
@@ -86,17 +96,35 @@ async fn canary_person(app: &TestApp, canary: &Canary) -> (String, String) {
         "username": canary.username, "password": canary.password, "givenName": canary.given,
         "familyName": canary.family, "email": canary.email,
     });
-    let signup = app.call(Method::POST, "/identity/v1/signup", None, Some(body)).await.expect(StatusCode::CREATED).json();
+    let signup = app
+        .call(Method::POST, "/identity/v1/signup", None, Some(body))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
     let tokens = app.login(&canary.username, &canary.password).await;
     let token = tokens.access.clone();
-    app.call(Method::POST, "/bank/v1/users", Some(&token), Some(json!({"consentGiven": true}))).await.expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::POST,
+        "/bank/v1/users",
+        Some(&token),
+        Some(json!({"consentGiven": true})),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     for purpose in ["analytics", "profiling"] {
-        app.call(Method::PUT, &format!("/bank/v1/users/self/consents/{purpose}"), Some(&token), Some(json!({"granted": true})))
-            .await
-            .expect(StatusCode::OK);
+        app.call(
+            Method::PUT,
+            &format!("/bank/v1/users/self/consents/{purpose}"),
+            Some(&token),
+            Some(json!({"granted": true})),
+        )
+        .await
+        .expect(StatusCode::OK);
     }
     for amount in ["12.34", "56.78", "999.99"] {
-        app.charge(&token, &canary.merchant, "dining", json!(amount)).await.expect(StatusCode::NO_CONTENT);
+        app.charge(&token, &canary.merchant, "dining", json!(amount))
+            .await
+            .expect(StatusCode::NO_CONTENT);
     }
     app.drain_rewards().await;
     (signup["userId"].as_str().unwrap().to_owned(), token)
@@ -116,21 +144,40 @@ fn sqlite_files(dir: &std::path::Path) -> Vec<u8> {
 async fn sqlite_backup(app: &TestApp, target: &std::path::Path) {
     use sqlx::{Connection, Executor};
     let source = app.dir.path().join("test.sqlite");
-    let mut conn = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", source.display())).await.unwrap();
-    conn.execute(format!("VACUUM INTO '{}'", target.display()).as_str()).await.unwrap();
+    let mut conn =
+        sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", source.display()))
+            .await
+            .unwrap();
+    conn.execute(format!("VACUUM INTO '{}'", target.display()).as_str())
+        .await
+        .unwrap();
     conn.close().await.unwrap();
 }
 
 fn pg_dump(url: &str) -> Vec<u8> {
-    let output = std::process::Command::new("pg_dump").args(["--no-owner", "--dbname", url]).output().expect("pg_dump");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = std::process::Command::new("pg_dump")
+        .args(["--no-owner", "--dbname", url])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output.stdout
 }
 
 async fn expect_login_refused(app: &TestApp, canary: &Canary) {
     let verifier = crypto::secrets::random_token();
-    let response = app.authorize(&canary.username, &canary.password, &verifier, "s").await;
-    assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{}", response.text());
+    let response = app
+        .authorize(&canary.username, &canary.password, &verifier, "s")
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        response.text()
+    );
 }
 
 // ---------- canary and restore (C25) ----------
@@ -142,32 +189,58 @@ async fn c25_canary_sqlite_backup_live_files_and_log_hold_no_personal_data() {
     let canary = Canary::new();
     let (id, token) = canary_person(&app, &canary).await;
     // The person can read their own data back, so it is there, sealed.
-    let profile = app.get("/bank/v1/users/self", &token).await.expect(StatusCode::OK).json();
+    let profile = app
+        .get("/bank/v1/users/self", &token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     assert_eq!(profile["email"], canary.email.as_str());
     let backup_dir = tempfile::tempdir().unwrap();
     let backup = backup_dir.path().join("backup.sqlite");
     sqlite_backup(&app, &backup).await;
     canary.assert_absent(&std::fs::read(&backup).unwrap(), "the pre-erasure backup");
 
-    app.call(Method::DELETE, "/bank/v1/users/self", Some(&token), None).await.expect(StatusCode::NO_CONTENT);
+    app.call(Method::DELETE, "/bank/v1/users/self", Some(&token), None)
+        .await
+        .expect(StatusCode::NO_CONTENT);
     assert_eq!(app.run_erasure().await, 1);
-    app.get("/bank/v1/users/self", &token).await.expect(StatusCode::UNAUTHORIZED);
+    app.get("/bank/v1/users/self", &token)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
     expect_login_refused(&app, &canary).await;
     canary.assert_absent(&sqlite_files(app.dir.path()), "the live database files");
     // Nothing about the person is left in any table, and the key is gone.
     assert!(app.store().account(&id).await.unwrap().is_none());
     assert!(app.store().bank_user(&id).await.unwrap().is_none());
-    assert!(app.store().list_transactions(&id, None, 100).await.unwrap().is_empty());
+    assert!(app
+        .store()
+        .list_transactions(&id, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(app.services.vault.person_key(&id).unwrap().is_none());
 
     // Restore the pre-erasure copy (without keys/) and start again: the person stays erased.
     let restored = app.reopen_sqlite(&backup).await;
-    assert!(restored.store().account(&id).await.unwrap().is_some(), "the backup holds the account");
-    let purged = restored.services.erasure_worker().reapply_journal().await.unwrap();
+    assert!(
+        restored.store().account(&id).await.unwrap().is_some(),
+        "the backup holds the account"
+    );
+    let purged = restored
+        .services
+        .erasure_worker()
+        .reapply_journal()
+        .await
+        .unwrap();
     assert_eq!(purged, 1);
     expect_login_refused(&restored, &canary).await;
     assert!(restored.store().account(&id).await.unwrap().is_none());
-    assert!(restored.store().list_transactions(&id, None, 100).await.unwrap().is_empty());
+    assert!(restored
+        .store()
+        .list_transactions(&id, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
 
     let text = log.text();
     assert!(text.contains("request finished"), "the log capture works");
@@ -177,25 +250,50 @@ async fn c25_canary_sqlite_backup_live_files_and_log_hold_no_personal_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c25_canary_postgres_dump_live_database_and_log_hold_no_personal_data() {
     let log = LogBuffer::install();
-    let Some(app) = TestApp::new(Backend::Postgres).await else { return };
+    let Some(app) = TestApp::new(Backend::Postgres).await else {
+        return;
+    };
     let url = app.database_url().unwrap().to_owned();
     let canary = Canary::new();
     let (id, token) = canary_person(&app, &canary).await;
     let before = pg_dump(&url);
     canary.assert_absent(&before, "the pre-erasure pg_dump");
 
-    app.call(Method::POST, "/bank/v1/users/self/erasure", Some(&token), None).await.expect(StatusCode::ACCEPTED);
+    app.call(
+        Method::POST,
+        "/bank/v1/users/self/erasure",
+        Some(&token),
+        None,
+    )
+    .await
+    .expect(StatusCode::ACCEPTED);
     assert_eq!(app.run_erasure().await, 1);
-    app.get("/bank/v1/users/self", &token).await.expect(StatusCode::UNAUTHORIZED);
+    app.get("/bank/v1/users/self", &token)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
     let after = pg_dump(&url);
     canary.assert_absent(&after, "the live database");
-    assert!(!String::from_utf8_lossy(&after).contains(&id) || only_in_requests(&after, &id), "the pseudonym survives only in the request record");
+    assert!(
+        !String::from_utf8_lossy(&after).contains(&id) || only_in_requests(&after, &id),
+        "the pseudonym survives only in the request record"
+    );
 
     // Restore the pre-erasure dump over the live database and start again.
     restore_dump(&url, &before);
     let restored = app.reopen_postgres().await;
-    assert!(restored.store().account(&id).await.unwrap().is_some(), "the dump holds the account");
-    assert_eq!(restored.services.erasure_worker().reapply_journal().await.unwrap(), 1);
+    assert!(
+        restored.store().account(&id).await.unwrap().is_some(),
+        "the dump holds the account"
+    );
+    assert_eq!(
+        restored
+            .services
+            .erasure_worker()
+            .reapply_journal()
+            .await
+            .unwrap(),
+        1
+    );
     expect_login_refused(&restored, &canary).await;
     assert!(restored.store().account(&id).await.unwrap().is_none());
     assert!(restored.services.vault.person_key(&id).unwrap().is_none());
@@ -222,10 +320,21 @@ fn restore_dump(url: &str, dump: &[u8]) {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("psql");
-        child.stdin.take().unwrap().write_all(input.unwrap_or_default()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.unwrap_or_default())
+            .unwrap();
         assert!(child.wait().unwrap().success());
     };
-    run(&["--command", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"], None);
+    run(
+        &[
+            "--command",
+            "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+        ],
+        None,
+    );
     run(&[], Some(dump));
 }
 
@@ -234,12 +343,21 @@ fn restore_dump(url: &str, dump: &[u8]) {
 async fn consent_receipts_verify_against_the_jwks(app: TestApp) {
     let person = app.person().await;
     let body = app
-        .call(Method::PUT, "/bank/v1/users/self/consents/analytics", Some(person.token()), Some(json!({"granted": true})))
+        .call(
+            Method::PUT,
+            "/bank/v1/users/self/consents/analytics",
+            Some(person.token()),
+            Some(json!({"granted": true})),
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     let receipt = body["receipt"].as_str().unwrap();
-    let jwks = app.call(Method::GET, "/identity/v1/jwks", None, None).await.expect(StatusCode::OK).json();
+    let jwks = app
+        .call(Method::GET, "/identity/v1/jwks", None, None)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     // Receipts have no audience or expiry: check the signature against the JWKS key directly.
     let parts: Vec<&str> = receipt.split('.').collect();
     assert_eq!(parts.len(), 3);
@@ -250,55 +368,122 @@ async fn consent_receipts_verify_against_the_jwks(app: TestApp) {
     assert!(payload["policyHash"].as_str().unwrap().len() == 64);
     let header: Value = serde_json::from_slice(&crypto::b64::decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
-    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("kid in JWKS");
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("kid in JWKS");
     let public = crypto::b64::decode(key["x"].as_str().unwrap()).unwrap();
     let public = ed25519_dalek::VerifyingKey::from_bytes(&public.try_into().unwrap()).unwrap();
-    let signature = ed25519_dalek::Signature::from_slice(&crypto::b64::decode(parts[2]).unwrap()).unwrap();
-    public.verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature).expect("valid signature");
+    let signature =
+        ed25519_dalek::Signature::from_slice(&crypto::b64::decode(parts[2]).unwrap()).unwrap();
+    public
+        .verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+        .expect("valid signature");
 }
 
 async fn consent_history_is_append_only_and_withdrawal_applies_to_the_next_request(app: TestApp) {
     let person = app.person().await;
     let token = person.token();
-    app.charge(token, "Cafe", "coffee", json!("3.50")).await.expect(StatusCode::NO_CONTENT);
-    app.call(Method::PUT, "/bank/v1/users/self/consents/rewards", Some(token), Some(json!({"granted": false})))
+    app.charge(token, "Cafe", "coffee", json!("3.50"))
         .await
-        .expect(StatusCode::OK);
-    let refused = app.charge(token, "Cafe", "coffee", json!("3.50")).await.expect_problem(StatusCode::CONFLICT);
+        .expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/consents/rewards",
+        Some(token),
+        Some(json!({"granted": false})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let refused = app
+        .charge(token, "Cafe", "coffee", json!("3.50"))
+        .await
+        .expect_problem(StatusCode::CONFLICT);
     assert!(refused["detail"].as_str().unwrap().contains("consent"));
-    app.call(Method::PUT, "/bank/v1/users/self/consents/rewards", Some(token), Some(json!({"granted": true})))
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/consents/rewards",
+        Some(token),
+        Some(json!({"granted": true})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.charge(token, "Cafe", "coffee", json!("3.50"))
         .await
-        .expect(StatusCode::OK);
-    app.charge(token, "Cafe", "coffee", json!("3.50")).await.expect(StatusCode::NO_CONTENT);
-    let consents = app.get("/bank/v1/users/self/consents", token).await.expect(StatusCode::OK).json();
-    assert_eq!(consents["current"], json!({"rewards": true, "analytics": false, "profiling": false}));
+        .expect(StatusCode::NO_CONTENT);
+    let consents = app
+        .get("/bank/v1/users/self/consents", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        consents["current"],
+        json!({"rewards": true, "analytics": false, "profiling": false})
+    );
     let history = consents["history"].as_array().unwrap();
     // Three registration events, then the withdrawal and the new grant.
     assert_eq!(history.len(), 5);
-    let last_two: Vec<(&str, bool)> = history[3..].iter().map(|e| (e["purpose"].as_str().unwrap(), e["granted"].as_bool().unwrap())).collect();
+    let last_two: Vec<(&str, bool)> = history[3..]
+        .iter()
+        .map(|e| {
+            (
+                e["purpose"].as_str().unwrap(),
+                e["granted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(last_two, vec![("rewards", false), ("rewards", true)]);
     for event in history {
         for field in ["policyVersion", "policyHash", "method", "at"] {
             assert!(event[field].is_string(), "{field} in {event}");
         }
     }
-    app.call(Method::PUT, "/bank/v1/users/self/consents/marketing", Some(token), Some(json!({"granted": true})))
-        .await
-        .expect_problem(StatusCode::NOT_FOUND);
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/consents/marketing",
+        Some(token),
+        Some(json!({"granted": true})),
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND);
 }
 
 // ---------- export, rectification, requests ----------
 
 async fn export_holds_everything_about_the_caller_and_nothing_else(app: TestApp) {
     let other = app.person().await;
-    app.charge(other.token(), "Someone Else Shop", "shopping", json!("9.99")).await.expect(StatusCode::NO_CONTENT);
+    app.charge(
+        other.token(),
+        "Someone Else Shop",
+        "shopping",
+        json!("9.99"),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     let person = app.person().await;
     let token = person.token();
-    app.charge(token, "Bakery", "groceries", json!("10.00")).await.expect(StatusCode::NO_CONTENT);
+    app.charge(token, "Bakery", "groceries", json!("10.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
     app.drain_rewards().await;
-    app.call(Method::PUT, "/bank/v1/users/self", Some(token), Some(json!({"givenName": "Renamed"}))).await.expect(StatusCode::NO_CONTENT);
-    let response = app.get("/bank/v1/users/self/export", token).await.expect(StatusCode::OK);
-    assert!(response.header("content-disposition").unwrap().contains("attachment"));
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self",
+        Some(token),
+        Some(json!({"givenName": "Renamed"})),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let response = app
+        .get("/bank/v1/users/self/export", token)
+        .await
+        .expect(StatusCode::OK);
+    assert!(response
+        .header("content-disposition")
+        .unwrap()
+        .contains("attachment"));
     let export = response.json();
     assert_eq!(export["schema"], "examplebank-export/1");
     assert_eq!(export["profile"]["userId"], person.id.as_str());
@@ -309,7 +494,12 @@ async fn export_holds_everything_about_the_caller_and_nothing_else(app: TestApp)
     assert_eq!(export["points"]["earned"], 20);
     assert_eq!(export["pointsLedger"][0]["delta"], 20);
     assert!(export["consentHistory"].as_array().unwrap().len() >= 3);
-    let kinds: Vec<&str> = export["requests"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = export["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"export"), "{kinds:?}");
     assert!(!response_text_contains(&export, "Someone Else Shop"));
     assert!(!response_text_contains(&export, &other.id));
@@ -322,31 +512,99 @@ fn response_text_contains(value: &Value, needle: &str) -> bool {
 async fn requests_are_recorded_with_due_dates_and_admins_see_the_queue(app: TestApp) {
     let person = app.person().await;
     let token = person.token();
-    app.get("/bank/v1/users/self/export", token).await.expect(StatusCode::OK);
-    app.call(Method::PUT, "/bank/v1/users/self/restriction", Some(token), None).await.expect(StatusCode::NO_CONTENT);
-    app.call(Method::DELETE, "/bank/v1/users/self/restriction", Some(token), None).await.expect(StatusCode::NO_CONTENT);
-    app.call(Method::PUT, "/bank/v1/users/self/objection", Some(token), None).await.expect(StatusCode::NO_CONTENT);
-    let receipt = app.call(Method::POST, "/bank/v1/users/self/erasure", Some(token), None).await.expect(StatusCode::ACCEPTED).json();
+    app.get("/bank/v1/users/self/export", token)
+        .await
+        .expect(StatusCode::OK);
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/restriction",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::DELETE,
+        "/bank/v1/users/self/restriction",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/objection",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let receipt = app
+        .call(
+            Method::POST,
+            "/bank/v1/users/self/erasure",
+            Some(token),
+            None,
+        )
+        .await
+        .expect(StatusCode::ACCEPTED)
+        .json();
     assert!(receipt["receipt"].as_str().unwrap().split('.').count() == 3);
-    let requests = app.get("/bank/v1/users/self/requests", token).await.expect(StatusCode::OK).json();
-    let kinds: Vec<&str> = requests.as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["export", "restriction", "restriction-lifted", "objection", "erasure"]);
+    let requests = app
+        .get("/bank/v1/users/self/requests", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let kinds: Vec<&str> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "export",
+            "restriction",
+            "restriction-lifted",
+            "objection",
+            "erasure"
+        ]
+    );
     for request in requests.as_array().unwrap() {
         assert!(request["receivedAt"].is_string() && request["dueAt"].is_string());
     }
     assert_eq!(requests[4]["status"], "pending");
     assert_eq!(requests[0]["status"], "completed");
     // A second erasure request returns the pending one.
-    let again = app.call(Method::POST, "/bank/v1/users/self/erasure", Some(token), None).await.expect(StatusCode::ACCEPTED).json();
+    let again = app
+        .call(
+            Method::POST,
+            "/bank/v1/users/self/erasure",
+            Some(token),
+            None,
+        )
+        .await
+        .expect(StatusCode::ACCEPTED)
+        .json();
     assert_eq!(again["requestId"], receipt["requestId"]);
     assert_eq!(again["alreadyPending"], true);
 
-    app.get("/admin/v1/requests", token).await.expect_problem(StatusCode::FORBIDDEN);
+    app.get("/admin/v1/requests", token)
+        .await
+        .expect_problem(StatusCode::FORBIDDEN);
     app.clock.advance_secs(31 * 24 * 3600);
     let admin = app.admin_token().await;
-    let queue = app.get("/admin/v1/requests", &admin).await.expect(StatusCode::OK).json();
+    let queue = app
+        .get("/admin/v1/requests", &admin)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     assert_eq!(queue[0]["kind"], "erasure");
-    assert_eq!(queue[0]["overdue"], true, "an overdue request comes first: {queue}");
+    assert_eq!(
+        queue[0]["overdue"], true,
+        "an overdue request comes first: {queue}"
+    );
 }
 
 // ---------- restriction and objection ----------
@@ -354,29 +612,74 @@ async fn requests_are_recorded_with_due_dates_and_admins_see_the_queue(app: Test
 async fn restriction_refuses_charges_pauses_rewards_and_leaves_analytics(app: TestApp) {
     let person = app.person().await;
     let token = person.token();
-    app.call(Method::PUT, "/bank/v1/users/self/consents/analytics", Some(token), Some(json!({"granted": true})))
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/consents/analytics",
+        Some(token),
+        Some(json!({"granted": true})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.charge(token, "Fuel stop", "fuel", json!("40.00"))
         .await
-        .expect(StatusCode::OK);
-    app.charge(token, "Fuel stop", "fuel", json!("40.00")).await.expect(StatusCode::NO_CONTENT);
-    app.call(Method::PUT, "/bank/v1/users/self/restriction", Some(token), None).await.expect(StatusCode::NO_CONTENT);
-    let refused = app.charge(token, "Fuel stop", "fuel", json!("40.00")).await.expect_problem(StatusCode::CONFLICT);
+        .expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/restriction",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let refused = app
+        .charge(token, "Fuel stop", "fuel", json!("40.00"))
+        .await
+        .expect_problem(StatusCode::CONFLICT);
     assert!(refused["detail"].as_str().unwrap().contains("restricted"));
     app.drain_rewards().await;
-    let list = app.get("/bank/v1/transactions", token).await.expect(StatusCode::OK).json();
-    assert_eq!(list[0]["processed"], false, "rewards pause while restricted");
+    let list = app
+        .get("/bank/v1/transactions", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        list[0]["processed"], false,
+        "rewards pause while restricted"
+    );
     let cells = |app: &TestApp| {
         let store = app.store().clone();
         async move { store.analytics_cells().await.unwrap() }
     };
-    assert!(cells(&app).await.is_empty(), "restricted data is left out of analytics");
-    let profile = app.get("/bank/v1/users/self", token).await.expect(StatusCode::OK).json();
+    assert!(
+        cells(&app).await.is_empty(),
+        "restricted data is left out of analytics"
+    );
+    let profile = app
+        .get("/bank/v1/users/self", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     assert_eq!(profile["restricted"], true);
 
-    app.call(Method::DELETE, "/bank/v1/users/self/restriction", Some(token), None).await.expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::DELETE,
+        "/bank/v1/users/self/restriction",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     app.clock.advance_secs(6);
     app.drain_rewards().await;
-    let list = app.get("/bank/v1/transactions", token).await.expect(StatusCode::OK).json();
-    assert_eq!(list[0]["processed"], true, "rewards resume when the restriction is lifted");
+    let list = app
+        .get("/bank/v1/transactions", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        list[0]["processed"], true,
+        "rewards resume when the restriction is lifted"
+    );
     assert_eq!(list[0]["pointsEarned"], 120);
     assert_eq!(cells(&app).await.len(), 1);
 }
@@ -384,22 +687,65 @@ async fn restriction_refuses_charges_pauses_rewards_and_leaves_analytics(app: Te
 async fn profiling_needs_consent_and_stops_on_objection(app: TestApp) {
     let person = app.person().await;
     let token = person.token();
-    app.charge(token, "Grocer", "groceries", json!("20.00")).await.expect(StatusCode::NO_CONTENT);
-    app.charge(token, "Grocer", "groceries", json!("30.00")).await.expect(StatusCode::NO_CONTENT);
-    let refused = app.get("/bank/v1/users/self/insights", token).await.expect_problem(StatusCode::CONFLICT);
-    assert!(refused["detail"].as_str().unwrap().contains("not consented to profiling"));
-    app.call(Method::PUT, "/bank/v1/users/self/consents/profiling", Some(token), Some(json!({"granted": true})))
+    app.charge(token, "Grocer", "groceries", json!("20.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    app.charge(token, "Grocer", "groceries", json!("30.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let refused = app
+        .get("/bank/v1/users/self/insights", token)
+        .await
+        .expect_problem(StatusCode::CONFLICT);
+    assert!(refused["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not consented to profiling"));
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/consents/profiling",
+        Some(token),
+        Some(json!({"granted": true})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let insights = app
+        .get("/bank/v1/users/self/insights", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(insights["basedOnTransactions"], 2);
+    let average = insights["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "average-charge")
+        .unwrap();
+    assert_eq!(average["amount"], "25.00");
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/objection",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let refused = app
+        .get("/bank/v1/users/self/insights", token)
+        .await
+        .expect_problem(StatusCode::CONFLICT);
+    assert!(refused["detail"].as_str().unwrap().contains("objected"));
+    app.call(
+        Method::DELETE,
+        "/bank/v1/users/self/objection",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    app.get("/bank/v1/users/self/insights", token)
         .await
         .expect(StatusCode::OK);
-    let insights = app.get("/bank/v1/users/self/insights", token).await.expect(StatusCode::OK).json();
-    assert_eq!(insights["basedOnTransactions"], 2);
-    let average = insights["insights"].as_array().unwrap().iter().find(|i| i["kind"] == "average-charge").unwrap();
-    assert_eq!(average["amount"], "25.00");
-    app.call(Method::PUT, "/bank/v1/users/self/objection", Some(token), None).await.expect(StatusCode::NO_CONTENT);
-    let refused = app.get("/bank/v1/users/self/insights", token).await.expect_problem(StatusCode::CONFLICT);
-    assert!(refused["detail"].as_str().unwrap().contains("objected"));
-    app.call(Method::DELETE, "/bank/v1/users/self/objection", Some(token), None).await.expect(StatusCode::NO_CONTENT);
-    app.get("/bank/v1/users/self/insights", token).await.expect(StatusCode::OK);
 }
 
 // ---------- analytics and re-identification ----------
@@ -409,27 +755,44 @@ async fn analytics_show_only_cells_with_at_least_k_people(app: TestApp) {
     let mut people = Vec::new();
     for _ in 0..5 {
         let person = app.person().await;
-        app.call(Method::PUT, "/bank/v1/users/self/consents/analytics", Some(person.token()), Some(json!({"granted": true})))
+        app.call(
+            Method::PUT,
+            "/bank/v1/users/self/consents/analytics",
+            Some(person.token()),
+            Some(json!({"granted": true})),
+        )
+        .await
+        .expect(StatusCode::OK);
+        app.charge(person.token(), "Supermarket", "groceries", json!("25.00"))
             .await
-            .expect(StatusCode::OK);
-        app.charge(person.token(), "Supermarket", "groceries", json!("25.00")).await.expect(StatusCode::NO_CONTENT);
+            .expect(StatusCode::NO_CONTENT);
         people.push(person);
     }
     // Four of them also buy fuel: a cell of four people must not be shown.
     for person in &people[..4] {
-        app.charge(person.token(), "Fuel", "fuel", json!("60.00")).await.expect(StatusCode::NO_CONTENT);
+        app.charge(person.token(), "Fuel", "fuel", json!("60.00"))
+            .await
+            .expect(StatusCode::NO_CONTENT);
     }
     // Someone without analytics consent is never counted.
     let silent = app.person().await;
-    app.charge(silent.token(), "Fuel", "fuel", json!("60.00")).await.expect(StatusCode::NO_CONTENT);
-    let body = app.get("/admin/v1/analytics", &admin).await.expect(StatusCode::OK).json();
+    app.charge(silent.token(), "Fuel", "fuel", json!("60.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let body = app
+        .get("/admin/v1/analytics", &admin)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     let cells = body["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 1, "{body}");
     assert_eq!(cells[0]["category"], "groceries");
     assert_eq!(cells[0]["contributors"], 5);
     assert_eq!(cells[0]["bands"], json!([0, 5, 0, 0, 0]));
     assert_eq!(body["suppressedCells"], 1);
-    app.get("/admin/v1/analytics", people[0].token()).await.expect_problem(StatusCode::FORBIDDEN);
+    app.get("/admin/v1/analytics", people[0].token())
+        .await
+        .expect_problem(StatusCode::FORBIDDEN);
 }
 
 async fn an_erased_persons_distinctive_charge_is_never_revealed(app: TestApp) {
@@ -437,35 +800,86 @@ async fn an_erased_persons_distinctive_charge_is_never_revealed(app: TestApp) {
     let mut people = Vec::new();
     for _ in 0..5 {
         let person = app.person().await;
-        app.call(Method::PUT, "/bank/v1/users/self/consents/analytics", Some(person.token()), Some(json!({"granted": true})))
+        app.call(
+            Method::PUT,
+            "/bank/v1/users/self/consents/analytics",
+            Some(person.token()),
+            Some(json!({"granted": true})),
+        )
+        .await
+        .expect(StatusCode::OK);
+        app.charge(person.token(), "Market", "groceries", json!("20.00"))
             .await
-            .expect(StatusCode::OK);
-        app.charge(person.token(), "Market", "groceries", json!("20.00")).await.expect(StatusCode::NO_CONTENT);
+            .expect(StatusCode::NO_CONTENT);
         people.push(person);
     }
     // One of them makes a distinctive charge, then leaves.
     let leaver = &people[0];
-    app.charge(leaver.token(), "Rare Jeweller", "shopping", json!("49999.00")).await.expect(StatusCode::NO_CONTENT);
-    app.call(Method::DELETE, "/bank/v1/users/self", Some(leaver.token()), None).await.expect(StatusCode::NO_CONTENT);
+    app.charge(
+        leaver.token(),
+        "Rare Jeweller",
+        "shopping",
+        json!("49999.00"),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    app.call(
+        Method::DELETE,
+        "/bank/v1/users/self",
+        Some(leaver.token()),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     assert_eq!(app.run_erasure().await, 1);
-    let body = app.get("/admin/v1/analytics", &admin).await.expect(StatusCode::OK).json();
+    let body = app
+        .get("/admin/v1/analytics", &admin)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     for cell in body["cells"].as_array().unwrap() {
         assert!(cell["contributors"].as_i64().unwrap() >= 5, "{cell}");
-        assert_ne!(cell["category"], "shopping", "the lone shopping charge must stay hidden");
+        assert_ne!(
+            cell["category"], "shopping",
+            "the lone shopping charge must stay hidden"
+        );
     }
     // The groceries cell still counts five people: four live, one through anonymous facts.
-    let groceries = body["cells"].as_array().unwrap().iter().find(|c| c["category"] == "groceries").unwrap();
+    let groceries = body["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["category"] == "groceries")
+        .unwrap();
     assert_eq!(groceries["contributors"], 5);
     assert!(!body.to_string().contains("Rare Jeweller") && !body.to_string().contains("49999"));
 }
 
 async fn erasure_replaces_transactions_with_anonymous_facts(app: TestApp) {
     let person = app.person().await;
-    app.charge(person.token(), "Shop", "shopping", json!("75.00")).await.expect(StatusCode::NO_CONTENT);
-    let id = app.get("/bank/v1/transactions", person.token()).await.json()[0]["transactionId"].as_str().unwrap().to_owned();
-    app.call(Method::DELETE, "/bank/v1/users/self", Some(person.token()), None).await.expect(StatusCode::NO_CONTENT);
+    app.charge(person.token(), "Shop", "shopping", json!("75.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let id = app
+        .get("/bank/v1/transactions", person.token())
+        .await
+        .json()[0]["transactionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.call(
+        Method::DELETE,
+        "/bank/v1/users/self",
+        Some(person.token()),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     app.run_erasure().await;
-    assert!(app.store().transaction(&id).await.unwrap().is_none(), "the original is deleted");
+    assert!(
+        app.store().transaction(&id).await.unwrap().is_none(),
+        "the original is deleted"
+    );
     let cells = app.store().analytics_cells().await.unwrap();
     assert_eq!(cells.len(), 1);
     assert_eq!(cells[0].category, "shopping");
@@ -479,8 +893,12 @@ async fn idle_accounts_are_erased_by_retention(app: TestApp) {
     app.clock.advance_secs(731 * 24 * 3600);
     let fresh = app.person().await;
     assert_eq!(app.run_erasure().await, 1);
-    app.get("/bank/v1/users/self", person.token()).await.expect(StatusCode::UNAUTHORIZED);
-    app.get("/bank/v1/users/self", fresh.token()).await.expect(StatusCode::OK);
+    app.get("/bank/v1/users/self", person.token())
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    app.get("/bank/v1/users/self", fresh.token())
+        .await
+        .expect(StatusCode::OK);
 }
 
 examplebank_testkit::both_backends!(
@@ -495,3 +913,34 @@ examplebank_testkit::both_backends!(
     erasure_replaces_transactions_with_anonymous_facts,
     idle_accounts_are_erased_by_retention,
 );
+
+/// `examplebank keys rotate` runs as another process beside the server: the running server
+/// keeps reading old keys, wraps new ones under the new master, and a restart reads both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_key_rotation_while_the_server_runs_keeps_every_person_readable() {
+    let app = TestApp::new(Backend::Sqlite).await.unwrap();
+    let before = app.person().await;
+    let keys_dir = app.keys_dir();
+    let (other_process, _) = crypto::keystore::KeyStore::open(&keys_dir, None, false).unwrap();
+    let new_master = crypto::envelope::MasterKey::generate("m2");
+    assert_eq!(other_process.rotate_master(&new_master).unwrap(), 1);
+    let after = app.person().await;
+    for person in [&before, &after] {
+        let wrapped =
+            std::fs::read(keys_dir.join("data").join(format!("{}.key", person.id))).unwrap();
+        assert_eq!(crypto::envelope::wrapped_master_id(&wrapped).unwrap(), "m2");
+        app.get("/bank/v1/users/self", person.token())
+            .await
+            .expect(StatusCode::OK);
+    }
+    // A restarted server (a fresh key store and vault) reads both.
+    let restarted = app.reopen_sqlite(&app.dir.path().join("test.sqlite")).await;
+    for person in [&before, &after] {
+        let profile = restarted
+            .get("/bank/v1/users/self", person.token())
+            .await
+            .expect(StatusCode::OK)
+            .json();
+        assert_eq!(profile["username"], person.username.as_str());
+    }
+}

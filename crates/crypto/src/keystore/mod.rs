@@ -131,6 +131,8 @@ impl KeyStore {
     /// Creates and stores a data key for `owner`; fails if one already exists.
     pub fn create_data_key(&self, owner: &str) -> Result<DataKey, CryptoError> {
         let path = self.data_path(owner)?;
+        // Wrap under the newest master key, even if another process rotated it since start.
+        self.reload_masters()?;
         let masters = self.write_masters();
         let (key, wrapped) = masters.current.new_data_key(owner);
         fsutil::write_atomic(&path, &wrapped, false)?;
