@@ -75,7 +75,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let base = base_url(&settings, Some(local));
     let services = assemble(&settings, &base).await?;
     if roles.has("erasure") {
-        let purged = services.erasure_worker().reapply_journal().await.context("cannot re-apply the erasure journal")?;
+        let purged = services
+            .erasure_worker()
+            .reapply_journal()
+            .await
+            .context("cannot re-apply the erasure journal")?;
         tracing::info!(purged, "erasure journal applied");
     }
     let (stop, stopped) = watch::channel(false);
@@ -141,7 +145,10 @@ pub async fn migrate(mut settings: Settings) -> anyhow::Result<()> {
 pub async fn erasure_run(settings: Settings) -> anyhow::Result<()> {
     let services = assemble(&settings, &base_url(&settings, None)).await?;
     let worker = services.erasure_worker();
-    let purged = worker.reapply_journal().await.context("cannot re-apply the erasure journal")?;
+    let purged = worker
+        .reapply_journal()
+        .await
+        .context("cannot re-apply the erasure journal")?;
     let report = worker.run_once().await.context("the erasure pass failed")?;
     println!(
         "erasure pass complete: {} person(s) erased, {} idle account(s) scheduled, {} fact row(s) and {} request(s) past retention deleted, {} restored person(s) removed again",
@@ -194,11 +201,15 @@ pub fn check_config(settings: &Settings) {
 
 /// Re-wraps every data key under a new master key. The running server notices the new key
 /// the first time it meets a data key wrapped by it.
-pub fn rotate_master(settings: &Settings, new_key_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub fn rotate_master(
+    settings: &Settings,
+    new_key_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let keys = bootstrap::open_keys(settings)?;
     let new_key = match new_key_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             crypto::envelope::MasterKey::from_encoded(text.trim())?
         }
         None => {
@@ -208,13 +219,21 @@ pub fn rotate_master(settings: &Settings, new_key_file: Option<&std::path::Path>
             crypto::envelope::MasterKey::try_generate(&next_master_id(&keys.master_id()))?
         }
     };
-    let rewrapped = keys.rotate_master(&new_key).context("the master key rotation failed; run it again to finish")?;
-    println!("master key {} is active; {rewrapped} data key(s) re-wrapped", new_key.id());
+    let rewrapped = keys
+        .rotate_master(&new_key)
+        .context("the master key rotation failed; run it again to finish")?;
+    println!(
+        "master key {} is active; {rewrapped} data key(s) re-wrapped",
+        new_key.id()
+    );
     Ok(())
 }
 
 fn next_master_id(current: &str) -> String {
-    match current.strip_prefix('m').and_then(|n| n.parse::<u64>().ok()) {
+    match current
+        .strip_prefix('m')
+        .and_then(|n| n.parse::<u64>().ok())
+    {
         Some(n) => format!("m{}", n + 1),
         None => format!("m{}", SystemClock.now_secs()),
     }

@@ -4,7 +4,6 @@
 pub mod bootstrap;
 pub mod commands;
 pub mod demo;
-pub mod landing;
 pub mod roles;
 pub mod server;
 pub mod settings;

@@ -146,7 +146,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             command: KeysCommand::RotateSigning,
         } => commands::rotate_signing(&settings),
         Command::Keys {
-            command: KeysCommand::Rotate { new_master_key_file },
+            command: KeysCommand::Rotate {
+                new_master_key_file,
+            },
         } => commands::rotate_master(&settings, new_master_key_file.as_deref()),
         Command::CheckConfig { .. } => {
             commands::check_config(&settings);

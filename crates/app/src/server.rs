@@ -124,7 +124,7 @@ impl Services {
             }));
         }
         if roles.has("ui") {
-            router = router.merge(crate::landing::router());
+            router = router.merge(ui::router());
         }
         web::layers::harden(router, &self.limits)
     }

@@ -287,8 +287,14 @@ impl Settings {
             bail!("analytics_min_contributors must be between 2 and 1000 (k of k-anonymity)");
         }
         for (name, days) in [
-            ("retention_idle_account_days", self.retention_idle_account_days),
-            ("retention_anonymous_fact_days", self.retention_anonymous_fact_days),
+            (
+                "retention_idle_account_days",
+                self.retention_idle_account_days,
+            ),
+            (
+                "retention_anonymous_fact_days",
+                self.retention_anonymous_fact_days,
+            ),
             ("retention_request_days", self.retention_request_days),
         ] {
             if !(1..=36_500).contains(&days) {

@@ -61,7 +61,12 @@ pub struct ErasureWorker {
 }
 
 impl ErasureWorker {
-    pub fn new(store: Store, vault: Arc<Vault>, clock: Arc<dyn Clock>, retention: Retention) -> Self {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        retention: Retention,
+    ) -> Self {
         Self {
             store,
             vault,
@@ -146,7 +151,11 @@ impl ErasureWorker {
         let mut purged = 0;
         for pseudonym in self.vault.key_store().journal_entries()? {
             self.vault.shred(&pseudonym)?;
-            if self.store.purge_person(&pseudonym, self.clock.now_micros()).await? {
+            if self
+                .store
+                .purge_person(&pseudonym, self.clock.now_micros())
+                .await?
+            {
                 tracing::warn!(subject = %pseudonym, "erased person found in the database again; removed");
                 purged += 1;
             }
@@ -155,7 +164,12 @@ impl ErasureWorker {
     }
 
     /// Runs a pass every `interval`, or at once when woken, until shutdown.
-    pub async fn run(self, interval: Duration, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        interval: Duration,
+        wakeup: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         tracing::info!("erasure worker started");
         loop {
             if *shutdown.borrow() {

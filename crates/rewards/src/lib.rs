@@ -111,7 +111,9 @@ impl RewardWorker {
         let now = self.clock.now_micros();
         let result = match self.process(event, rules).await {
             Ok(()) => self.store.complete_event(event.seq).await,
-            Err(ProcessError::Paused) => self.store.defer_event(event.seq, now + PAUSE_MICROS).await,
+            Err(ProcessError::Paused) => {
+                self.store.defer_event(event.seq, now + PAUSE_MICROS).await
+            }
             Err(ProcessError::Poison(reason)) => {
                 tracing::error!(event = event.seq, %reason, "poison event parked");
                 self.store.park_event(event.seq, now, &reason).await
@@ -158,7 +160,12 @@ impl RewardWorker {
         if transaction.processed {
             return Ok(());
         }
-        if self.store.bank_user(user_id).await?.is_some_and(|u| u.restricted_at.is_some()) {
+        if self
+            .store
+            .bank_user(user_id)
+            .await?
+            .is_some_and(|u| u.restricted_at.is_some())
+        {
             return Err(ProcessError::Paused);
         }
         let rate = rules.get(&transaction.category).copied().unwrap_or(1);

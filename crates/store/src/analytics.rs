@@ -16,7 +16,13 @@ pub struct AnalyticsCell {
     pub bands: [i64; 5],
 }
 
-const BAND_COLUMNS: [&str; 5] = ["band_under_10", "band_10_to_50", "band_50_to_100", "band_100_to_500", "band_500_up"];
+const BAND_COLUMNS: [&str; 5] = [
+    "band_under_10",
+    "band_10_to_50",
+    "band_50_to_100",
+    "band_100_to_500",
+    "band_500_up",
+];
 
 impl Store {
     pub async fn analytics_cells(&self) -> Result<Vec<AnalyticsCell>> {
@@ -33,17 +39,21 @@ impl Store {
              GROUP BY t.month, t.category"
         );
         let live = sqlx::query(&live_sql).fetch_all(&self.reader).await?;
-        let facts = sqlx::query("SELECT * FROM anonymous_facts").fetch_all(&self.reader).await?;
+        let facts = sqlx::query("SELECT * FROM anonymous_facts")
+            .fetch_all(&self.reader)
+            .await?;
         let mut cells: BTreeMap<(String, String), AnalyticsCell> = BTreeMap::new();
         for row in live.iter().chain(facts.iter()) {
             let month = get_string(row, "month")?;
             let category = get_string(row, "category")?;
-            let cell = cells.entry((month.clone(), category.clone())).or_insert_with(|| AnalyticsCell {
-                month,
-                category,
-                contributors: 0,
-                bands: [0; 5],
-            });
+            let cell = cells
+                .entry((month.clone(), category.clone()))
+                .or_insert_with(|| AnalyticsCell {
+                    month,
+                    category,
+                    contributors: 0,
+                    bands: [0; 5],
+                });
             // Live people and erased people are disjoint, so their counts add up.
             cell.contributors += get_i64(row, "contributors")?;
             for (slot, column) in cell.bands.iter_mut().zip(BAND_COLUMNS) {
@@ -64,21 +74,32 @@ impl Store {
 
     /// Deletes completed requests finished before `cutoff` (retention).
     pub async fn delete_requests_before(&self, cutoff: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM privacy_requests WHERE status = 'completed' AND completed_at < $1")
-            .bind(cutoff)
-            .execute(&self.writer)
-            .await?;
+        let result = sqlx::query(
+            "DELETE FROM privacy_requests WHERE status = 'completed' AND completed_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&self.writer)
+        .await?;
         Ok(result.rows_affected())
     }
 
     /// The person's points ledger, oldest first: `(delta, kind, reference, at)`.
     pub async fn points_ledger(&self, user_id: &str) -> Result<Vec<(i64, String, String, i64)>> {
-        let rows = sqlx::query("SELECT delta, kind, reference, at FROM points_ledger WHERE user_id = $1 ORDER BY seq")
-            .bind(user_id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT delta, kind, reference, at FROM points_ledger WHERE user_id = $1 ORDER BY seq",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
-            .map(|row| Ok((get_i64(row, "delta")?, get_string(row, "kind")?, get_string(row, "reference")?, get_i64(row, "at")?)))
+            .map(|row| {
+                Ok((
+                    get_i64(row, "delta")?,
+                    get_string(row, "kind")?,
+                    get_string(row, "reference")?,
+                    get_i64(row, "at")?,
+                ))
+            })
             .collect()
     }
 }

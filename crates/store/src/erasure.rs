@@ -24,7 +24,10 @@ pub struct ErasureWork {
 pub const BAND_LIMITS: [i64; 4] = [1_000, 5_000, 10_000, 50_000];
 
 pub fn band_of(amount_minor: i64) -> usize {
-    BAND_LIMITS.iter().take_while(|limit| amount_minor >= **limit).count()
+    BAND_LIMITS
+        .iter()
+        .take_while(|limit| amount_minor >= **limit)
+        .count()
 }
 
 fn request_from(row: &sqlx::any::AnyRow) -> Result<PrivacyRequest> {
@@ -91,7 +94,14 @@ impl Store {
 
     /// Records a request that was carried out at once (export, rectification, restriction,
     /// objection), so the person and the administrators can see it (Art. 12).
-    pub async fn record_completed_request(&self, request_id: &str, user_id: &str, kind: &str, now: i64, due_at: i64) -> Result<()> {
+    pub async fn record_completed_request(
+        &self,
+        request_id: &str,
+        user_id: &str,
+        kind: &str,
+        now: i64,
+        due_at: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO privacy_requests (id, user_id, kind, status, received_at, run_after, due_at, completed_at) \
              VALUES ($1, $2, $3, 'completed', $4, $4, $5, $4)",
@@ -206,11 +216,16 @@ impl Store {
 /// Turns the person's transactions into anonymous facts, then deletes them and every other
 /// row about the person: identity account (with its codes, sessions and tokens), profile,
 /// consent ledger, points and idempotency records, and their pending reward events.
-async fn erase_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &str, now: i64) -> Result<()> {
-    let rows = sqlx::query("SELECT month, category, amount_minor FROM transactions WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_all(&mut **tx)
-        .await?;
+async fn erase_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    now: i64,
+) -> Result<()> {
+    let rows =
+        sqlx::query("SELECT month, category, amount_minor FROM transactions WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await?;
     let mut cells: BTreeMap<(String, String), [i64; 5]> = BTreeMap::new();
     for row in &rows {
         let key = (get_string(row, "month")?, get_string(row, "category")?);

@@ -154,7 +154,9 @@ impl Store {
     /// zeroes them in the file). PostgreSQL reclaims dead rows with (auto)vacuum.
     pub async fn compact_after_erasure(&self) -> Result<()> {
         if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await?;
         }
         Ok(())
     }

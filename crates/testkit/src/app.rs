@@ -436,7 +436,9 @@ impl TestApp {
     /// A second app over another SQLite file (e.g. a restored backup) that shares this app's
     /// key store, as a restarted server would.
     pub async fn reopen_sqlite(&self, file: &std::path::Path) -> TestApp {
-        let store = Store::open_sqlite(file, &StoreOptions::default()).await.expect("open sqlite");
+        let store = Store::open_sqlite(file, &StoreOptions::default())
+            .await
+            .expect("open sqlite");
         store.migrate().await.expect("migrate");
         let dir = tempfile::tempdir().expect("temp dir");
         Self::assemble_with_keys(store, Backend::Sqlite, dir, None, &self.keys_dir())
@@ -445,7 +447,9 @@ impl TestApp {
     /// A second app over the same PostgreSQL database sharing this app's key store.
     pub async fn reopen_postgres(&self) -> TestApp {
         let url = self.database_url().expect("a PostgreSQL app");
-        let store = Store::connect_postgres(url, &StoreOptions::default()).await.expect("connect");
+        let store = Store::connect_postgres(url, &StoreOptions::default())
+            .await
+            .expect("connect");
         store.migrate().await.expect("migrate");
         let dir = tempfile::tempdir().expect("temp dir");
         Self::assemble_with_keys(store, Backend::Postgres, dir, None, &self.keys_dir())
@@ -470,8 +474,15 @@ impl TestApp {
             .authorize_with_scope(&username, &password, &verifier, "s", "openid admin")
             .await;
         let code = Self::code_from(&redirect);
-        let body = self.exchange(&code, &verifier).await.expect(StatusCode::OK).json();
-        body["access_token"].as_str().expect("access token").to_owned()
+        let body = self
+            .exchange(&code, &verifier)
+            .await
+            .expect(StatusCode::OK)
+            .json();
+        body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
     }
 
     /// Runs one erasure pass.

@@ -758,6 +758,55 @@ async fn the_reward_endpoint_is_for_the_rewards_service_only(app: TestApp) {
         .expect_problem(StatusCode::FORBIDDEN);
 }
 
+async fn concurrent_reward_writes_count_once(app: TestApp) {
+    let person = app.person().await;
+    app.charge(person.token(), "Shop", "other", json!("10.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let id = list(&app, person.token()).await[0]["transactionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let service = app.service_token().await;
+    let app = Arc::new(app);
+    let mut tasks = Vec::new();
+    for points in 1..=5 {
+        let (app, service, path) = (
+            Arc::clone(&app),
+            service.clone(),
+            format!("{TRANSACTIONS}/reward/{id}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let response = app
+                .call(
+                    Method::PUT,
+                    &path,
+                    Some(&service),
+                    Some(json!({ "pointsEarned": points })),
+                )
+                .await;
+            (points, response)
+        }));
+    }
+    let mut written = Vec::new();
+    for task in tasks {
+        let (points, response) = task.await.unwrap();
+        match response.status {
+            StatusCode::NO_CONTENT => written.push(points),
+            StatusCode::BAD_REQUEST => {
+                response.expect_problem(StatusCode::BAD_REQUEST);
+            }
+            other => panic!("unexpected {other}: {}", response.text()),
+        }
+    }
+    assert_eq!(written.len(), 1, "a transaction is rewarded once");
+    let summary = points(&app, person.token()).await;
+    assert_eq!(summary["balance"], written[0]);
+    assert_eq!(summary["earned"], written[0]);
+    app.drain_rewards().await;
+    assert_eq!(points(&app, person.token()).await["balance"], written[0]);
+}
+
 async fn points_are_redeemed_once_per_key(app: TestApp) {
     let person = person_with_points(&app, 50).await; // 150 points
     let first = redeem(&app, &person, 100, "redeem-1")
@@ -890,6 +939,7 @@ examplebank_testkit::both_backends!(
     an_idempotency_key_makes_a_charge_happen_once,
     concurrent_charges_with_one_key_store_one,
     the_reward_endpoint_is_for_the_rewards_service_only,
+    concurrent_reward_writes_count_once,
     points_are_redeemed_once_per_key,
     concurrent_redemptions_never_overdraw,
     concurrent_redemptions_with_one_key_take_points_once,

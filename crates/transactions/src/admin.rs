@@ -10,7 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 use web::{ApiError, Principal, StrictJson};
 
-pub async fn list_reward_rules(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn list_reward_rules(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
     let rules = state.store.reward_rules().await?;
     let body: Vec<_> = rules
@@ -35,17 +38,26 @@ pub async fn set_reward_rule(
     principal.require(Scope::Admin)?;
     let category = Category::parse(&category)?;
     if !(0..=100).contains(&request.points_per_unit) {
-        return Err(ApiError::unprocessable("pointsPerUnit must be from 0 to 100"));
+        return Err(ApiError::unprocessable(
+            "pointsPerUnit must be from 0 to 100",
+        ));
     }
     state
         .store
-        .set_reward_rule(category.as_str(), request.points_per_unit, state.clock.now_micros())
+        .set_reward_rule(
+            category.as_str(),
+            request.points_per_unit,
+            state.clock.now_micros(),
+        )
         .await?;
     tracing::info!(admin = %principal.subject, category = %category, rate = request.points_per_unit, "reward rule changed");
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn outbox_status(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn outbox_status(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
     let stats = state.store.outbox_stats().await?;
     let parked = state.store.parked_events(100).await?;
@@ -68,11 +80,15 @@ pub async fn outbox_status(State(state): State<TransactionsState>, principal: Pr
 /// Spending per category per month, in amount bands, from people who consented to analytics
 /// (and have not restricted processing) plus the anonymous facts left by erased people. A cell
 /// is shown only when at least k distinct people contributed to it.
-pub async fn analytics(State(state): State<TransactionsState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn analytics(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
     let k = state.analytics_min_contributors;
     let cells = state.store.analytics_cells().await?;
-    let (shown, suppressed): (Vec<_>, Vec<_>) = cells.into_iter().partition(|c| c.contributors >= k);
+    let (shown, suppressed): (Vec<_>, Vec<_>) =
+        cells.into_iter().partition(|c| c.contributors >= k);
     Ok(Json(json!({
         "minContributors": k,
         "bands": ["under 10.00", "10.00 to 49.99", "50.00 to 99.99", "100.00 to 499.99", "500.00 and more"],

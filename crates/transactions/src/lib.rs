@@ -49,7 +49,10 @@ pub fn router(state: TransactionsState) -> Router {
         .route("/bank/v1/points", get(points::points_balance))
         .route("/bank/v1/points/redemptions", post(points::redeem_points))
         .route("/admin/v1/reward-rules", get(admin::list_reward_rules))
-        .route("/admin/v1/reward-rules/{category}", put(admin::set_reward_rule))
+        .route(
+            "/admin/v1/reward-rules/{category}",
+            put(admin::set_reward_rule),
+        )
         .route("/admin/v1/outbox", get(admin::outbox_status))
         .route("/admin/v1/analytics", get(admin::analytics))
         .with_state(state)

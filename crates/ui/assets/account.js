@@ -8,7 +8,7 @@ import { resetBankSession } from './bank.js';
 import { fill, formatDate, h, statusLine, withProgress } from './dom.js';
 import { notify } from './notify.js';
 import { POLICY_VERSION, PURPOSES, purposeTitle } from './policy.js';
-import { renderJson } from './render-json.js';
+import { renderJson, renderReceipt } from './render-json.js';
 
 const NOT_YET = 'This is not available yet on this server.';
 
@@ -121,8 +121,8 @@ function consentCard(ctx, profile) {
       if (mode === 'full') {
         const { data } = await call('bank', 'PUT', `/bank/v1/users/self/consents/${purpose}`, { json: { granted } });
         status.ok(`${title}: consent ${granted ? 'given' : 'withdrawn'}. Here is your receipt.`);
-        const proof = data && typeof data === 'object' ? (data.receipt ?? data) : null;
-        if (proof) fill(receipt, h('div', { class: 'receipt' }, renderJson(proof)));
+        if (typeof data?.receipt === 'string') fill(receipt, renderReceipt(data.receipt));
+        else if (data && typeof data === 'object') fill(receipt, h('div', { class: 'receipt' }, renderJson(data.receipt ?? data)));
         await load();
       } else {
         await call('bank', 'PUT', '/bank/v1/users/self', { json: { consentGiven: granted } });

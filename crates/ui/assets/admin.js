@@ -22,6 +22,7 @@ const OPTIONAL_PANELS = [
     path: '/admin/v1/analytics',
     title: 'Anonymised analytics',
     explain: 'Spending per category and month, from people who consented, in groups of at least five.',
+    render: analyticsView,
   },
   {
     id: 'audit',
@@ -30,6 +31,48 @@ const OPTIONAL_PANELS = [
     explain: 'Whether the tamper-evident audit log still verifies from start to end.',
   },
 ];
+
+/** Analytics cells as one table: month, category, people, charges and the amount bands. */
+function analyticsView(data) {
+  if (!data || !Array.isArray(data.cells)) return renderJson(data);
+  const bands = Array.isArray(data.bands) ? data.bands.map(String) : [];
+  const k = Number(data.minContributors) || 0;
+  return h(
+    'div',
+    {},
+    h('p', { class: 'hint' }, `A cell is shown only when at least ${k} people contributed; ${Number(data.suppressedCells) || 0} cell(s) are held back.`),
+    data.cells.length === 0
+      ? h('p', { class: 'muted' }, 'No cell has enough people yet.')
+      : h(
+          'div',
+          { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Analytics cells' },
+          h(
+            'table',
+            { class: 'data' },
+            h(
+              'thead',
+              {},
+              h('tr', {}, ['Month', 'Category', 'People', 'Charges', ...bands].map((c) => h('th', { scope: 'col' }, c))),
+            ),
+            h(
+              'tbody',
+              {},
+              data.cells.map((cell) =>
+                h(
+                  'tr',
+                  {},
+                  h('td', {}, String(cell.month ?? '')),
+                  h('td', {}, categoryLabel(cell.category)),
+                  h('td', { class: 'num' }, String(cell.contributors ?? '')),
+                  h('td', { class: 'num' }, String(cell.transactions ?? '')),
+                  bands.map((_, i) => h('td', { class: 'num' }, String(cell.bands?.[i] ?? ''))),
+                ),
+              ),
+            ),
+          ),
+        ),
+  );
+}
 
 function panel(id, title, ...children) {
   return h('section', { class: 'panel', id: `panel-${id}`, 'aria-labelledby': `${id}-title` }, h('h2', { id: `${id}-title` }, title), ...children);
@@ -154,7 +197,7 @@ function optionalPanel(spec, container) {
   const load = async () => {
     try {
       const data = await get('admin', spec.path);
-      fill(body, renderJson(data));
+      fill(body, spec.render ? spec.render(data) : renderJson(data));
       element.hidden = false;
     } catch (error) {
       if (isMissing(error)) {

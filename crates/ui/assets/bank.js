@@ -323,9 +323,39 @@ function spendingChart(rows) {
   );
 }
 
+/** Personal insights: profiling, so shown only with consent and without objection or restriction. */
+function insightsCard(ctx) {
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Looking for insights…'));
+  const card = h('section', { class: 'card insights', 'aria-labelledby': 'insights-title' }, h('h2', { id: 'insights-title' }, 'Insights'), body);
+  (async () => {
+    try {
+      const data = await get('bank', '/bank/v1/users/self/insights');
+      if (!ctx.alive()) return;
+      const list = Array.isArray(data?.insights) ? data.insights : [];
+      fill(
+        body,
+        list.length === 0
+          ? h('p', { class: 'muted' }, 'No insights yet: they appear once you have made some charges.')
+          : h('ul', { class: 'insight-list' }, list.map((i) => h('li', {}, String(i.text ?? i.kind ?? '')))),
+        h('p', { class: 'hint' }, `Computed for you alone from ${Number(data?.basedOnTransactions) || 0} transactions, because you consented to profiling.`),
+      );
+    } catch (error) {
+      if (!ctx.alive() || ctx.handleSessionError(error)) return;
+      if (isMissing(error)) {
+        card.hidden = true;
+      } else if (error instanceof ApiError && error.status === 409) {
+        fill(body, h('p', { class: 'muted' }, `No insights: ${error.message}.`), h('p', { class: 'hint' }, 'Insights are optional; you can change this in Account.'));
+      } else {
+        fill(body, h('p', { class: 'status error' }, describe(error)));
+      }
+    }
+  })();
+  return card;
+}
+
 function spendingScreen(content, ctx) {
   const area = h('div', {}, loading('Adding up your spending…'));
-  fill(content, area);
+  fill(content, area, insightsCard(ctx));
   const load = async () => {
     try {
       const data = await get('bank', '/bank/v1/transactions/spending');

@@ -70,3 +70,36 @@ export function renderJson(value, depth = 0) {
   }
   return h('p', {}, scalar(value));
 }
+
+/** The claims of a signed receipt (a compact JWS), decoded for reading; null if it is not one. */
+export function jwsClaims(token) {
+  const parts = typeof token === 'string' ? token.split('.') : [];
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const binary = atob(base64 + '='.repeat((4 - (base64.length % 4)) % 4));
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A signed receipt: its claims as text, and the signed original to copy and keep. */
+export function renderReceipt(token) {
+  const claims = jwsClaims(token);
+  if (!claims) return renderJson(token);
+  return h(
+    'div',
+    { class: 'receipt' },
+    h('p', { class: 'receipt-title' }, 'Receipt, signed by examplebank'),
+    renderJson(claims),
+    h(
+      'details',
+      {},
+      h('summary', {}, 'Signed receipt (to keep as proof)'),
+      h('p', { class: 'mono signed' }, token),
+    ),
+  );
+}

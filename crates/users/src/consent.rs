@@ -12,13 +12,15 @@ use serde_json::json;
 use store::ConsentRecord;
 use web::{ApiError, Principal, StrictJson};
 
-pub async fn list_consents(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn list_consents(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let id = principal.person()?;
-    let user = state
-        .store
-        .bank_user(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("you are not registered; POST /bank/v1/users first"))?;
+    let user =
+        state.store.bank_user(id).await?.ok_or_else(|| {
+            ApiError::not_found("you are not registered; POST /bank/v1/users first")
+        })?;
     let history = state.store.consent_history(id).await?;
     Ok(Json(json!({
         "current": {
@@ -55,7 +57,9 @@ pub async fn set_consent(
     let id = principal.person()?;
     let purpose = Purpose::parse(&purpose).map_err(|e| ApiError::not_found(e.to_string()))?;
     if state.store.bank_user(id).await?.is_none() {
-        return Err(ApiError::not_found("you are not registered; POST /bank/v1/users first"));
+        return Err(ApiError::not_found(
+            "you are not registered; POST /bank/v1/users first",
+        ));
     }
     let hash = policy_hash();
     let record = ConsentRecord {
@@ -67,7 +71,10 @@ pub async fn set_consent(
     };
     let now = state.clock.now_micros();
     if !state.store.set_consent(id, &record, now).await? {
-        return Err(ApiError::conflict("erasure-pending", "your data is being erased; it can no longer be changed"));
+        return Err(ApiError::conflict(
+            "erasure-pending",
+            "your data is being erased; it can no longer be changed",
+        ));
     }
     tracing::info!(subject = %id, purpose = purpose.as_str(), granted = request.granted, "consent changed");
     let signed = receipt(
@@ -83,5 +90,8 @@ pub async fn set_consent(
             "at": web::rfc3339(now),
         }),
     );
-    Ok(Json(json!({ "purpose": purpose.as_str(), "granted": request.granted, "receipt": signed })).into_response())
+    Ok(
+        Json(json!({ "purpose": purpose.as_str(), "granted": request.granted, "receipt": signed }))
+            .into_response(),
+    )
 }

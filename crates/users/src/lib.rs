@@ -52,7 +52,12 @@ impl FromRef<UsersState> for Arc<TokenVerifier> {
 pub const MONTH_MICROS: i64 = 30 * 24 * 3600 * 1_000_000;
 
 /// Signs a receipt: a compact JWS with the server's current token key.
-pub(crate) fn receipt(state: &UsersState, typ: &str, subject: &str, mut claims: serde_json::Value) -> String {
+pub(crate) fn receipt(
+    state: &UsersState,
+    typ: &str,
+    subject: &str,
+    mut claims: serde_json::Value,
+) -> String {
     claims["iss"] = serde_json::json!(state.issuer);
     claims["sub"] = serde_json::json!(subject);
     claims["iat"] = serde_json::json!(state.clock.now_secs());
@@ -69,12 +74,24 @@ pub fn router(state: UsersState) -> Router {
                 .put(profile::update_profile)
                 .delete(profile::delete_self),
         )
-        .route("/bank/v1/users/self/erasure", post(profile::request_erasure))
+        .route(
+            "/bank/v1/users/self/erasure",
+            post(profile::request_erasure),
+        )
         .route("/bank/v1/users/self/consents", get(consent::list_consents))
-        .route("/bank/v1/users/self/consents/{purpose}", put(consent::set_consent))
+        .route(
+            "/bank/v1/users/self/consents/{purpose}",
+            put(consent::set_consent),
+        )
         .route("/bank/v1/users/self/export", get(rights::export_data))
-        .route("/bank/v1/users/self/restriction", put(rights::restrict).delete(rights::lift_restriction))
-        .route("/bank/v1/users/self/objection", put(rights::object).delete(rights::withdraw_objection))
+        .route(
+            "/bank/v1/users/self/restriction",
+            put(rights::restrict).delete(rights::lift_restriction),
+        )
+        .route(
+            "/bank/v1/users/self/objection",
+            put(rights::object).delete(rights::withdraw_objection),
+        )
         .route("/bank/v1/users/self/requests", get(rights::list_requests))
         .route("/bank/v1/users/self/insights", get(rights::insights))
         .route("/admin/v1/requests", get(rights::request_queue))

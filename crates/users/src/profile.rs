@@ -214,7 +214,13 @@ async fn start_erasure(state: &UsersState, id: &str) -> Result<serde_json::Value
     let run_after = now + state.erasure_grace_seconds * 1_000_000;
     let (request, created) = state
         .store
-        .request_erasure(&uuid::Uuid::new_v4().to_string(), id, now, run_after, now + crate::MONTH_MICROS)
+        .request_erasure(
+            &uuid::Uuid::new_v4().to_string(),
+            id,
+            now,
+            run_after,
+            now + crate::MONTH_MICROS,
+        )
         .await?;
     if created {
         tracing::info!(subject = %id, request = %request.id, "erasure requested");

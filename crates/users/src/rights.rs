@@ -45,7 +45,10 @@ async fn record(state: &UsersState, id: &str, kind: &str) -> Result<(), ApiError
 }
 
 /// Everything held about the caller, as one JSON document (schema in docs/privacy.md).
-pub async fn export_data(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn export_data(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let id = principal.person()?;
     let user = registered(&state, id).await?;
     record(&state, id, "export").await?;
@@ -72,7 +75,10 @@ pub async fn export_data(State(state): State<UsersState>, principal: Principal) 
             let name = row
                 .name_enc
                 .as_deref()
-                .map(|s| Vault::open(&key, "transactions.name", &row.id, s).map_err(|e| ApiError::internal(&e)))
+                .map(|s| {
+                    Vault::open(&key, "transactions.name", &row.id, s)
+                        .map_err(|e| ApiError::internal(&e))
+                })
                 .transpose()?;
             transactions.push(json!({
                 "transactionId": row.id,
@@ -123,13 +129,22 @@ pub async fn export_data(State(state): State<UsersState>, principal: Principal) 
     });
     tracing::info!(subject = %id, "data exported");
     Ok((
-        [(header::CONTENT_DISPOSITION, "attachment; filename=\"examplebank-export.json\"")],
+        [(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"examplebank-export.json\"",
+        )],
         Json(body),
     )
         .into_response())
 }
 
-async fn switch(state: &UsersState, id: &str, which: Switch, on: bool, kind: &str) -> Result<StatusCode, ApiError> {
+async fn switch(
+    state: &UsersState,
+    id: &str,
+    which: Switch,
+    on: bool,
+    kind: &str,
+) -> Result<StatusCode, ApiError> {
     registered(state, id).await?;
     let now = state.clock.now_micros();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -138,38 +153,87 @@ async fn switch(state: &UsersState, id: &str, which: Switch, on: bool, kind: &st
         .set_switch(id, which, on, (&request_id, kind), now, now + MONTH_MICROS)
         .await?;
     if !changed {
-        return Err(ApiError::conflict("erasure-pending", "your data is being erased; it can no longer be changed"));
+        return Err(ApiError::conflict(
+            "erasure-pending",
+            "your data is being erased; it can no longer be changed",
+        ));
     }
     tracing::info!(subject = %id, request = %request_id, kind, "privacy switch changed");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Art. 18: data is kept but not processed: no new charges, rewards pause, no analytics.
-pub async fn restrict(State(state): State<UsersState>, principal: Principal) -> Result<StatusCode, ApiError> {
-    switch(&state, principal.person()?, Switch::Restriction, true, "restriction").await
+pub async fn restrict(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    switch(
+        &state,
+        principal.person()?,
+        Switch::Restriction,
+        true,
+        "restriction",
+    )
+    .await
 }
 
-pub async fn lift_restriction(State(state): State<UsersState>, principal: Principal) -> Result<StatusCode, ApiError> {
-    switch(&state, principal.person()?, Switch::Restriction, false, "restriction-lifted").await
+pub async fn lift_restriction(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    switch(
+        &state,
+        principal.person()?,
+        Switch::Restriction,
+        false,
+        "restriction-lifted",
+    )
+    .await
 }
 
 /// Art. 21/22: no profiling output for this person while the objection stands.
-pub async fn object(State(state): State<UsersState>, principal: Principal) -> Result<StatusCode, ApiError> {
-    switch(&state, principal.person()?, Switch::Objection, true, "objection").await
+pub async fn object(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    switch(
+        &state,
+        principal.person()?,
+        Switch::Objection,
+        true,
+        "objection",
+    )
+    .await
 }
 
-pub async fn withdraw_objection(State(state): State<UsersState>, principal: Principal) -> Result<StatusCode, ApiError> {
-    switch(&state, principal.person()?, Switch::Objection, false, "objection-withdrawn").await
+pub async fn withdraw_objection(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    switch(
+        &state,
+        principal.person()?,
+        Switch::Objection,
+        false,
+        "objection-withdrawn",
+    )
+    .await
 }
 
-pub async fn list_requests(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn list_requests(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let id = principal.person()?;
     let requests = state.store.privacy_requests(id).await?;
     Ok(Json(requests.iter().map(request_json).collect::<Vec<_>>()).into_response())
 }
 
 /// The administrators' queue: overdue first, then by due date.
-pub async fn request_queue(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn request_queue(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
     let now = state.clock.now_micros();
     let queue = state.store.request_queue(now, 200).await?;
@@ -187,7 +251,10 @@ pub async fn request_queue(State(state): State<UsersState>, principal: Principal
 /// Personalised insights: profiling proper, so only with consent to profiling, without an
 /// objection and without a restriction. When any of those is missing nothing is read or
 /// computed, and the answer says why.
-pub async fn insights(State(state): State<UsersState>, principal: Principal) -> Result<Response, ApiError> {
+pub async fn insights(
+    State(state): State<UsersState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let id = principal.person()?;
     let user = registered(&state, id).await?;
     let refusal = if !user.consent_profiling {
@@ -229,13 +296,19 @@ pub async fn insights(State(state): State<UsersState>, principal: Principal) -> 
     .into_response())
 }
 
-fn compute_insights(by_month: &BTreeMap<String, BTreeMap<String, i64>>, count: i64, total: i64) -> Vec<Value> {
+fn compute_insights(
+    by_month: &BTreeMap<String, BTreeMap<String, i64>>,
+    count: i64,
+    total: i64,
+) -> Vec<Value> {
     let mut out = Vec::new();
     if count == 0 {
         return out;
     }
-    out.push(json!({ "kind": "average-charge", "amount": format_minor(total / count),
-        "text": format!("Your average charge is {}.", format_minor(total / count)) }));
+    out.push(
+        json!({ "kind": "average-charge", "amount": format_minor(total / count),
+        "text": format!("Your average charge is {}.", format_minor(total / count)) }),
+    );
     let mut months = by_month.iter().rev();
     if let Some((month, categories)) = months.next() {
         if let Some((category, amount)) = categories.iter().max_by_key(|(_, a)| **a) {
@@ -246,10 +319,12 @@ fn compute_insights(by_month: &BTreeMap<String, BTreeMap<String, i64>>, count: i
             let now_total: i64 = categories.values().sum();
             let before_total: i64 = before.values().sum();
             let change = now_total - before_total;
-            out.push(json!({ "kind": "month-over-month", "month": month, "previousMonth": previous,
+            out.push(
+                json!({ "kind": "month-over-month", "month": month, "previousMonth": previous,
                 "change": format_minor(change),
                 "text": format!("You spent {} {} in {month} than in {previous}.",
-                    format_minor(change.abs()), if change >= 0 { "more" } else { "less" }) }));
+                    format_minor(change.abs()), if change >= 0 { "more" } else { "less" }) }),
+            );
         }
     }
     out
