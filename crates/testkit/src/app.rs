@@ -178,6 +178,12 @@ impl TestApp {
         }
     }
 
+    /// The server clock's current time in microseconds.
+    pub fn clock_now(&self) -> i64 {
+        use domain::Clock;
+        self.clock.now_micros()
+    }
+
     pub fn store(&self) -> &Store {
         &self.services.store
     }

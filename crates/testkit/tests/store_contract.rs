@@ -1,0 +1,242 @@
+//! The store contract: the same behaviour from SQLite and PostgreSQL, checked directly on
+//! `Store` (the API suites check it again through HTTP). Also: both backends have migrations
+//! with identical names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use examplebank_testkit::TestApp;
+use serde_json::json;
+use std::collections::BTreeSet;
+use store::{Backend, RewardOutcome, Store};
+
+#[test]
+fn migrations_have_identical_names_on_both_backends() {
+    let sqlite = store::migration_names(Backend::Sqlite);
+    let postgres = store::migration_names(Backend::Postgres);
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, postgres);
+    // Every file in each directory is listed, and nothing listed is missing.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../store/migrations");
+    for (dir, names) in [("sqlite", &sqlite), ("postgres", &postgres)] {
+        let files: BTreeSet<String> = std::fs::read_dir(format!("{root}/{dir}"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".sql")
+                    .to_owned()
+            })
+            .collect();
+        let listed: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            files, listed,
+            "migrations/{dir} and the embedded list differ"
+        );
+    }
+}
+
+async fn migrations_are_idempotent_and_recorded(app: TestApp) {
+    assert!(
+        app.store().migrate().await.unwrap().is_empty(),
+        "a second run applies nothing"
+    );
+    assert!(app.store().ping().await);
+}
+
+/// A person with one unprocessed transaction; returns (person id, transaction id).
+async fn one_charge(app: &TestApp, amount: &str, category: &str) -> (String, String) {
+    let person = app.person().await;
+    app.charge(person.token(), "Shop", category, json!(amount))
+        .await
+        .expect(http::StatusCode::NO_CONTENT);
+    let rows = app
+        .store()
+        .list_transactions(&person.id, None, 10)
+        .await
+        .unwrap();
+    (person.id.clone(), rows[0].id.clone())
+}
+
+async fn rewards_are_written_exactly_once(app: TestApp) {
+    let (person, tx) = one_charge(&app, "12.34", "groceries").await;
+    let store = app.store().clone();
+    // Ten concurrent writers for the same transaction: one wins.
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        let (store, tx) = (store.clone(), tx.clone());
+        handles.push(tokio::spawn(async move {
+            store.reward_transaction(&tx, 24, 1).await.unwrap()
+        }));
+    }
+    let mut rewarded = 0;
+    for handle in handles {
+        if handle.await.unwrap() == RewardOutcome::Rewarded {
+            rewarded += 1;
+        }
+    }
+    assert_eq!(rewarded, 1);
+    assert_eq!(store.points(&person).await.unwrap().balance, 24);
+    assert_eq!(store.points_ledger(&person).await.unwrap().len(), 1);
+    assert_eq!(
+        store.reward_transaction("no-such-id", 1, 1).await.unwrap(),
+        RewardOutcome::NotFound
+    );
+}
+
+async fn redemptions_never_overdraw_under_concurrency(app: TestApp) {
+    let (person, tx) = one_charge(&app, "100.00", "other").await;
+    let store = app.store().clone();
+    store.reward_transaction(&tx, 100, 1).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let (store, person) = (store.clone(), person.clone());
+        handles.push(tokio::spawn(async move {
+            let key = format!("key-{i}");
+            store
+                .redeem_points(
+                    &person,
+                    &format!("r{i}"),
+                    30,
+                    (&key, "h"),
+                    |b| b.to_string(),
+                    2,
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut redeemed = 0;
+    for handle in handles {
+        if matches!(handle.await.unwrap(), store::RedeemOutcome::Redeemed { .. }) {
+            redeemed += 1;
+        }
+    }
+    assert_eq!(redeemed, 3, "100 points allow three redemptions of 30");
+    assert_eq!(store.points(&person).await.unwrap().balance, 10);
+}
+
+async fn claimed_events_are_leased_and_come_back_when_a_worker_dies(app: TestApp) {
+    let (_, tx) = one_charge(&app, "5.00", "coffee").await;
+    let store = app.store().clone();
+    let now = app.clock_now();
+    let first = store.claim_events(now, 30_000_000, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].subject, tx);
+    // Leased: nobody else gets it while the lease runs.
+    assert!(store
+        .claim_events(now + 1, 30_000_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The worker died: after the lease the event is claimable again, with attempts counted.
+    let again = store
+        .claim_events(now + 31_000_000, 30_000_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    store.complete_event(again[0].seq).await.unwrap();
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 0);
+}
+
+async fn concurrent_claimers_never_share_an_event(app: TestApp) {
+    for i in 0..6 {
+        one_charge(&app, &format!("{}.00", i + 1), "other").await;
+    }
+    let store = app.store().clone();
+    let now = app.clock_now();
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store.claim_events(now, 30_000_000, 2).await.unwrap()
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    for handle in handles {
+        for event in handle.await.unwrap() {
+            assert!(seen.insert(event.seq), "event {} claimed twice", event.seq);
+        }
+    }
+    assert_eq!(seen.len(), 6);
+}
+
+async fn poison_events_are_parked_and_failures_retried_with_backoff(app: TestApp) {
+    let (_, tx) = one_charge(&app, "5.00", "coffee").await;
+    let store = app.store().clone();
+    // Remove the transaction behind the worker's back: its event becomes poison.
+    erase_transaction_row(&app, &tx).await;
+    app.drain_rewards().await;
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.parked), (0, 1));
+    let parked = store.parked_events(10).await.unwrap();
+    assert!(parked[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("does not exist"));
+    // retry_event moves the event into the future.
+    let (_, tx2) = one_charge(&app, "6.00", "coffee").await;
+    let now = app.clock_now();
+    let claimed = store.claim_events(now, 1_000_000, 10).await.unwrap();
+    assert_eq!(claimed[0].subject, tx2);
+    store
+        .retry_event(claimed[0].seq, now + 10_000_000, "transient")
+        .await
+        .unwrap();
+    assert!(store
+        .claim_events(now + 5_000_000, 1_000_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_events(now + 11_000_000, 1_000_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn erase_transaction_row(app: &TestApp, id: &str) {
+    use sqlx::{Connection, Executor};
+    match app.backend {
+        examplebank_testkit::Backend::Sqlite => {
+            let path = app.dir.path().join("test.sqlite");
+            let mut conn =
+                sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+            conn.execute(format!("DELETE FROM transactions WHERE id = '{id}'").as_str())
+                .await
+                .unwrap();
+        }
+        examplebank_testkit::Backend::Postgres => {
+            let mut conn = sqlx::postgres::PgConnection::connect(app.database_url().unwrap())
+                .await
+                .unwrap();
+            conn.execute(format!("DELETE FROM transactions WHERE id = '{id}'").as_str())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn unique_keys_become_conflicts(app: TestApp) {
+    let person = app.person().await;
+    let again = app.store().register_user(&person.id, &[], 1).await;
+    assert!(matches!(again, Err(store::StoreError::Conflict)));
+    let _: &Store = app.store();
+}
+
+examplebank_testkit::both_backends!(
+    migrations_are_idempotent_and_recorded,
+    rewards_are_written_exactly_once,
+    redemptions_never_overdraw_under_concurrency,
+    claimed_events_are_leased_and_come_back_when_a_worker_dies,
+    concurrent_claimers_never_share_an_event,
+    poison_events_are_parked_and_failures_retried_with_backoff,
+    unique_keys_become_conflicts,
+);
