@@ -45,7 +45,7 @@ async function step(name, body) {
   try {
     await body();
   } catch (error) {
-    error.message = `step ${stepNumber} "${name}": ${error.message}`;
+    console.error(`not ok ${stepNumber} - ${name}`);
     throw error;
   }
   console.log(`ok ${stepNumber} - ${name} (${Date.now() - started} ms)`);
@@ -82,11 +82,20 @@ async function routeExists(method, pathname) {
   return response.status !== 404 && response.status !== 405;
 }
 
-async function shot(page, name) {
+/** Closes the notifications, as a person would, so they do not cover the screen. */
+async function dismissNotes(page) {
+  for (const close of await page.locator('.note-close').all()) {
+    await close.click().catch(() => {});
+  }
+  await page.locator('.note').first().waitFor({ state: 'detached', timeout: 2_000 }).catch(() => {});
+}
+
+async function shot(page, name, { keepNotes = false, scale = 'device' } = {}) {
   mkdirSync(SHOTS, { recursive: true });
+  if (!keepNotes) await dismissNotes(page);
   // Let transitions and the notification drop-in settle.
   await page.waitForTimeout(350);
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), animations: 'disabled', caret: 'hide' });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), animations: 'disabled', caret: 'hide', scale });
 }
 
 async function note(page, pattern, timeout = 10_000) {
@@ -219,6 +228,35 @@ try {
     assert.match(text, /Open the Bank app and sign in/);
   });
 
+  const other = { username: `other-${Date.now().toString(36)}`, password: 'another-long-password-9' };
+  await step('an account made on the login page’s own sign-up form chooses its consents after login', async () => {
+    await page.goto(`${BASE}/identity/v1/signup`);
+    await page.fill('#username', other.username);
+    await page.fill('#password', other.password);
+    await page.fill('#givenName', 'Grace');
+    await page.fill('#familyName', 'Hopper');
+    await page.fill('#email', 'grace.journey@example.org');
+    await page.click('button[type="submit"]');
+    await page.getByRole('link', { name: 'Open the app' }).click();
+    await page.getByRole('link', { name: 'Bank', exact: true }).click();
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await login(page, other.username, other.password);
+    await page.getByRole('heading', { name: 'Finish setting up' }).waitFor();
+    for (const purpose of ['rewards', 'analytics', 'profiling']) {
+      assert.equal(await page.isChecked(`#setup-consent-${purpose}`), false, `${purpose} must start unchecked`);
+    }
+    await page.getByRole('button', { name: 'Save my choices' }).click();
+    await page.locator('.empty', { hasText: 'No transactions yet' }).waitFor();
+    assert.match(await note(page, 'Welcome to examplebank'), /rewards off/);
+    await goHome(page);
+    await page.getByRole('button', { name: 'Cafe', exact: true }).click();
+    assert.match(await note(page, 'Card declined'), /not consented to the rewards programme/);
+    await openBank(page, 'account');
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await goHome(page);
+  });
+
   await step('sign-up with the consent choices written out and unchecked, then the PKCE login', async () => {
     await page.getByRole('link', { name: 'Bank', exact: true }).click();
     await page.getByRole('link', { name: 'Create an account' }).click();
@@ -297,7 +335,13 @@ try {
       assert.ok(match, text);
       charges.push({ category, amount: cents(match[1]), merchant: match[2] });
     }
-    await shot(page, 'home');
+    await shot(page, 'home', { keepNotes: true });
+    // On a desktop screen the simulator is a phone-sized frame.
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const frame = await page.locator('#phone').boundingBox();
+    assert.ok(frame.width >= 380 && frame.width <= 420, `the phone frame is phone-sized on a desktop (${frame.width}px)`);
+    await shot(page, 'desktop', { keepNotes: true, scale: 'css' });
+    await page.setViewportSize(PHONE);
   });
 
   const expectedPoints = charges.reduce((sum, c) => sum + Math.floor((c.amount * RATES[c.category]) / 100), 0);
@@ -472,6 +516,22 @@ try {
     await login(page, username, password);
     await page.locator('.error[role="alert"]', { hasText: 'The username or password is incorrect.' }).waitFor();
     assert.equal(new URL(page.url()).pathname, '/identity/v1/authorize');
+  });
+
+  await step('sign-in refusals are explained: a forged answer, an administrator in the bank, a person in the console', async () => {
+    await page.goto(`${BASE}/callback?code=forged&state=forged`);
+    await page.locator('[role="alert"]', { hasText: 'not started from this tab' }).waitFor();
+    assert.equal(new URL(page.url()).search, '', 'the code is removed from the address bar');
+    await page.goto(`${BASE}/#/bank`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await login(page, adminUser, adminPassword);
+    await page.locator('[role="alert"]', { hasText: 'administrators have no bank account' }).waitFor();
+    assert.equal(await tokensOf(page), null);
+    await page.goto(`${BASE}/admin`);
+    await page.getByRole('button', { name: 'Sign in as administrator' }).click();
+    await login(page, other.username, other.password);
+    await page.locator('[role="alert"]', { hasText: 'not an administrator' }).waitFor();
+    assert.equal(await tokensOf(page, 'admin'), null);
   });
 
   await step('admin console: sign in with the admin scope, see and change a reward rule, outbox', async () => {

@@ -26,8 +26,15 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
     let signing = bootstrap::signing_keys(settings)?;
     let secret = bootstrap::rewards_secret(settings)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let audit = Arc::new(audit::AuditLog::open(
+        store.clone(),
+        &settings.keys_dir(),
+        settings.audit_checkpoint_file(),
+        Arc::clone(&clock),
+    )?);
     Ok(Services::new(
         store,
+        audit,
         bootstrap::vault(keys),
         signing,
         bootstrap::clients(base_url, &secret),
@@ -236,5 +243,32 @@ fn next_master_id(current: &str) -> String {
     {
         Some(n) => format!("m{}", n + 1),
         None => format!("m{}", SystemClock.now_secs()),
+    }
+}
+
+/// Verifies the audit log; exits non-zero (an error) at the first altered, missing or
+/// reordered entry, bad signature or cut-off tail.
+pub async fn audit_verify(mut settings: Settings) -> anyhow::Result<()> {
+    settings.migrate_on_start = false;
+    let store = bootstrap::open_store(&settings).await?;
+    let log = audit::AuditLog::open(
+        store.clone(),
+        &settings.keys_dir(),
+        settings.audit_checkpoint_file(),
+        Arc::new(SystemClock),
+    )?;
+    let report = audit::verify(&store, &log.verifier(), log.checkpoint_file())
+        .await
+        .context("cannot read the audit log")?;
+    store.close().await;
+    match report.problem {
+        None => {
+            println!(
+                "audit log intact: {} entries, {} signed checkpoints",
+                report.entries, report.checkpoints
+            );
+            Ok(())
+        }
+        Some(problem) => anyhow::bail!("audit log verification FAILED: {problem}"),
     }
 }

@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Audit log operations.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -68,6 +73,13 @@ enum Command {
 enum ErasureCommand {
     /// Carries out every due erasure request once, then exits.
     Run,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks the hash chain, the signed checkpoints and the checkpoint file; exits non-zero
+    /// at the first altered, missing or reordered entry.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +151,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             command: ErasureCommand::Run,
         } => commands::erasure_run(settings).await,
         Command::Demo { url } => examplebank::demo::run(&url).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => commands::audit_verify(settings).await,
         Command::Admin {
             command: AdminCommand::Create { username },
         } => commands::admin_create(settings, &username).await,

@@ -21,6 +21,7 @@ use web::TokenVerifier;
 #[derive(Clone)]
 pub struct Services {
     pub store: Store,
+    pub audit: Arc<audit::AuditLog>,
     pub vault: Arc<Vault>,
     pub signing: Arc<SigningKeyRing>,
     pub verifier: Arc<TokenVerifier>,
@@ -48,6 +49,7 @@ pub struct ServicesConfig {
 impl Services {
     pub fn new(
         store: Store,
+        audit: Arc<audit::AuditLog>,
         vault: Arc<Vault>,
         signing: SigningKeyRing,
         clients: ClientRegistry,
@@ -64,6 +66,7 @@ impl Services {
         ));
         Self {
             store,
+            audit,
             vault,
             signing: Arc::new(signing),
             verifier,
@@ -83,6 +86,7 @@ impl Services {
     pub fn identity_state(&self) -> IdentityState {
         IdentityState {
             store: self.store.clone(),
+            audit: Arc::clone(&self.audit),
             keys: Arc::clone(&self.signing),
             vault: Arc::clone(&self.vault),
             verifier: Arc::clone(&self.verifier),
@@ -104,6 +108,7 @@ impl Services {
         if roles.has("users") {
             router = router.merge(users::router(users::UsersState {
                 store: self.store.clone(),
+                audit: Arc::clone(&self.audit),
                 signing: Arc::clone(&self.signing),
                 issuer: self.identity.issuer.clone(),
                 vault: Arc::clone(&self.vault),
@@ -116,6 +121,7 @@ impl Services {
         if roles.has("transactions") {
             router = router.merge(transactions::router(transactions::TransactionsState {
                 store: self.store.clone(),
+                audit: Arc::clone(&self.audit),
                 vault: Arc::clone(&self.vault),
                 verifier: Arc::clone(&self.verifier),
                 clock: Arc::clone(&self.clock),
@@ -126,7 +132,7 @@ impl Services {
         if roles.has("ui") {
             router = router.merge(ui::router());
         }
-        web::layers::harden(router, &self.limits)
+        web::layers::harden(router, &self.limits, Some(Arc::clone(&self.audit)))
     }
 
     /// Starts the background workers of the roles this process runs.
@@ -136,7 +142,9 @@ impl Services {
         erasure_interval: Duration,
         shutdown: &watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
-        let mut handles = Vec::new();
+        let mut handles = vec![tokio::spawn(
+            Arc::clone(&self.audit).run_checkpointer(Duration::from_secs(60), shutdown.clone()),
+        )];
         if roles.has("rewards") {
             let worker = rewards::RewardWorker::new(
                 self.store.clone(),
@@ -161,6 +169,7 @@ impl Services {
     pub fn erasure_worker(&self) -> erasure::ErasureWorker {
         erasure::ErasureWorker::new(
             self.store.clone(),
+            Arc::clone(&self.audit),
             Arc::clone(&self.vault),
             Arc::clone(&self.clock),
             self.retention.clone(),

@@ -67,6 +67,10 @@ pub struct Settings {
     pub retention_anonymous_fact_days: i64,
     /// Days completed data-subject requests are kept.
     pub retention_request_days: i64,
+    /// Days audit entries are kept (pruned only up to a signed checkpoint).
+    pub retention_audit_days: i64,
+    /// Where the newest audit checkpoint is also written, outside the database.
+    pub audit_checkpoint_file: Option<PathBuf>,
     /// Apply migrations when `serve` starts.
     pub migrate_on_start: bool,
     pub max_body_bytes: usize,
@@ -97,6 +101,8 @@ impl Default for Settings {
             retention_idle_account_days: 730,
             retention_anonymous_fact_days: 1825,
             retention_request_days: 1095,
+            retention_audit_days: 2555,
+            audit_checkpoint_file: None,
             migrate_on_start: true,
             max_body_bytes: 64 * 1024,
             request_timeout_seconds: 30,
@@ -296,6 +302,7 @@ impl Settings {
                 self.retention_anonymous_fact_days,
             ),
             ("retention_request_days", self.retention_request_days),
+            ("retention_audit_days", self.retention_audit_days),
         ] {
             if !(1..=36_500).contains(&days) {
                 bail!("{name} must be between 1 and 36500 days");
@@ -320,6 +327,7 @@ impl Settings {
             idle_account_days: self.retention_idle_account_days,
             anonymous_fact_days: self.retention_anonymous_fact_days,
             request_days: self.retention_request_days,
+            audit_days: self.retention_audit_days,
         }
     }
 
@@ -327,6 +335,12 @@ impl Settings {
         self.keys_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+
+    pub fn audit_checkpoint_file(&self) -> PathBuf {
+        self.audit_checkpoint_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-checkpoint.json"))
     }
 
     pub fn sqlite_path(&self) -> PathBuf {

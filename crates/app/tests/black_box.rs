@@ -117,6 +117,19 @@ fn demo_passes_against_the_binary_on_sqlite() {
     assert!(dir.path().join("examplebank.sqlite").exists());
     assert!(dir.path().join("keys").is_dir());
     drop(server);
+    // The demo's events are in the audit log, and the chain verifies.
+    let output = Command::new(BINARY)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("audit log intact"), "{stdout}");
     let log = dir.path().join("server.log");
     assert_log_is_clean(&log);
 }

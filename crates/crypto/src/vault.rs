@@ -14,6 +14,9 @@ const CACHE_LIMIT: usize = 4096;
 pub struct Vault {
     keys: KeyStore,
     cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    /// People shredded by this process: their keys are never served again, even by a read
+    /// that raced with the shredding.
+    shredded: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Vault {
@@ -21,6 +24,7 @@ impl Vault {
         Self {
             keys,
             cache: Mutex::new(HashMap::new()),
+            shredded: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -37,6 +41,9 @@ impl Vault {
 
     /// The person's data key, or `None` once it has been destroyed.
     pub fn person_key(&self, owner: &str) -> Result<Option<Arc<DataKey>>, CryptoError> {
+        if self.was_shredded(owner) {
+            return Ok(None);
+        }
         if let Some(key) = self.cache.lock().ok().and_then(|c| c.get(owner).cloned()) {
             return Ok(Some(key));
         }
@@ -45,7 +52,24 @@ impl Vault {
         };
         let key = Arc::new(key);
         self.remember(owner, &key);
+        if self.was_shredded(owner) {
+            self.forget(owner);
+            return Ok(None);
+        }
         Ok(Some(key))
+    }
+
+    fn was_shredded(&self, owner: &str) -> bool {
+        self.shredded
+            .lock()
+            .map(|s| s.contains(owner))
+            .unwrap_or(true)
+    }
+
+    fn forget(&self, owner: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(owner);
+        }
     }
 
     fn remember(&self, owner: &str, key: &Arc<DataKey>) {
@@ -59,9 +83,10 @@ impl Vault {
 
     /// Destroys the person's data key (crypto-shredding) and forgets any cached copy.
     pub fn shred(&self, owner: &str) -> Result<bool, CryptoError> {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(owner);
+        if let Ok(mut shredded) = self.shredded.lock() {
+            shredded.insert(owner.to_owned());
         }
+        self.forget(owner);
         self.keys.destroy_data_key(owner)
     }
 

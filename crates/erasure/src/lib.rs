@@ -24,6 +24,8 @@ pub struct Retention {
     pub anonymous_fact_days: i64,
     /// Completed data-subject requests are kept this long for accountability.
     pub request_days: i64,
+    /// Audit entries are kept this long (pruned only up to a signed checkpoint).
+    pub audit_days: i64,
 }
 
 impl Default for Retention {
@@ -32,6 +34,7 @@ impl Default for Retention {
             idle_account_days: 730,
             anonymous_fact_days: 1825,
             request_days: 1095,
+            audit_days: 2555,
         }
     }
 }
@@ -42,6 +45,8 @@ pub enum ErasureError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    #[error("audit retention failed: {0}")]
+    Audit(String),
 }
 
 /// What one pass did.
@@ -51,10 +56,12 @@ pub struct PassReport {
     pub idle_accounts_scheduled: usize,
     pub facts_deleted: u64,
     pub requests_deleted: u64,
+    pub audit_entries_deleted: i64,
 }
 
 pub struct ErasureWorker {
     store: Store,
+    audit: Arc<audit::AuditLog>,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
     retention: Retention,
@@ -63,12 +70,14 @@ pub struct ErasureWorker {
 impl ErasureWorker {
     pub fn new(
         store: Store,
+        audit: Arc<audit::AuditLog>,
         vault: Arc<Vault>,
         clock: Arc<dyn Clock>,
         retention: Retention,
     ) -> Self {
         Self {
             store,
+            audit,
             vault,
             clock,
             retention,
@@ -85,6 +94,14 @@ impl ErasureWorker {
             .await?;
         if done {
             tracing::info!(subject = %user_id, request = %request_id, "person erased");
+            self.audit
+                .record(
+                    "erasure-worker",
+                    "erasure.completed",
+                    &format!("user:{user_id}"),
+                    "ok",
+                )
+                .await;
         }
         Ok(done)
     }
@@ -130,6 +147,11 @@ impl ErasureWorker {
             .store
             .delete_facts_before(now - self.retention.anonymous_fact_days * DAY_MICROS)
             .await?;
+        report.audit_entries_deleted = self
+            .audit
+            .prune(now - self.retention.audit_days * DAY_MICROS)
+            .await
+            .map_err(|e| ErasureError::Audit(e.to_string()))?;
         report.requests_deleted = self
             .store
             .delete_requests_before(now - self.retention.request_days * DAY_MICROS)

@@ -204,12 +204,18 @@ pub async fn submit_login(
         Err(_) => None,
     };
     let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let stored_id = account.as_ref().map(|a| a.id.clone());
     let verified = match state.hasher.verify(password, stored).await {
         Ok(ok) => ok,
         Err(busy) => return web::ApiError::from(busy).into_response(),
     };
     let Some(account) = account.filter(|a| verified && a.status == "active") else {
         tracing::info!("login failed");
+        let target = account_target(stored_id.as_deref());
+        state
+            .audit
+            .record("anonymous", "login.failed", &target, "refused")
+            .await;
         return login_form(StatusCode::UNAUTHORIZED, &checked, Some(LOGIN_FAILED));
     };
     let allowed = if account.role == "admin" {
@@ -247,9 +253,28 @@ pub async fn submit_login(
         Err(err) => return web::ApiError::from(err).into_response(),
     }
     tracing::info!(subject = %account.id, "login succeeded");
+    if let Err(err) = state
+        .store
+        .touch_login(&account.id, state.clock.now_micros())
+        .await
+    {
+        tracing::warn!(error = %err, "could not record the login time");
+    }
+    let actor = format!("user:{}", account.id);
+    state
+        .audit
+        .record(&actor, "login.succeeded", &actor, "ok")
+        .await;
     let mut pairs = vec![("code", code.as_str())];
     if let Some(s) = checked.state.as_deref() {
         pairs.push(("state", s));
     }
     redirect_with(&state, &checked.redirect_uri, &pairs)
+}
+
+/// The audit target of a failed login: the pseudonymous account when the username exists,
+/// never the username itself.
+fn account_target(id: Option<&str>) -> String {
+    id.map(|id| format!("user:{id}"))
+        .unwrap_or_else(|| "unknown-account".to_owned())
 }

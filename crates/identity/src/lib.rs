@@ -50,6 +50,7 @@ impl IdentityConfig {
 #[derive(Clone)]
 pub struct IdentityState {
     pub store: Store,
+    pub audit: Arc<audit::AuditLog>,
     pub keys: Arc<SigningKeyRing>,
     pub vault: Arc<Vault>,
     pub verifier: Arc<TokenVerifier>,
@@ -136,6 +137,15 @@ pub async fn create_account(
             other => other.into(),
         });
     }
+    state
+        .audit
+        .record(
+            &format!("user:{id}"),
+            "account.created",
+            &format!("user:{id}"),
+            role,
+        )
+        .await;
     Ok(id)
 }
 

@@ -124,7 +124,7 @@ pub async fn issue_token(
         match form.grant_type.as_deref() {
             Some("authorization_code") => exchange_code(&state, client, &form).await,
             Some("refresh_token") => refresh(&state, client, &form).await,
-            Some("client_credentials") => client_credentials(&state, client, &form),
+            Some("client_credentials") => client_credentials(&state, client, &form).await,
             _ => Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
@@ -154,6 +154,15 @@ async fn exchange_code(
         ConsumedCode::Fresh(grant) => grant,
         ConsumedCode::Replayed => {
             tracing::warn!("authorization code replayed; its session was revoked");
+            state
+                .audit
+                .record(
+                    &format!("client:{}", client.id),
+                    "code.replayed",
+                    "session",
+                    "revoked",
+                )
+                .await;
             return Err(invalid_grant("the code was already used"));
         }
         ConsumedCode::Unknown => return Err(invalid_grant("the code is not valid")),
@@ -201,6 +210,16 @@ async fn exchange_code(
         ));
     }
     tracing::info!(subject = %grant.account_id, client = %client.id, "tokens issued");
+    let actor = format!("user:{}", grant.account_id);
+    state
+        .audit
+        .record(
+            &actor,
+            "token.issued",
+            &format!("session:{family_id}"),
+            "ok",
+        )
+        .await;
     Ok(body)
 }
 
@@ -228,6 +247,15 @@ async fn refresh(
         RotationOutcome::Rotated(rotated) => rotated,
         RotationOutcome::ReuseDetected => {
             tracing::warn!("refresh token reused; the whole session was revoked");
+            state
+                .audit
+                .record(
+                    &format!("client:{}", client.id),
+                    "token.reused",
+                    "session",
+                    "revoked",
+                )
+                .await;
             return Err(invalid_grant(
                 "the refresh token was already used; sign in again",
             ));
@@ -252,10 +280,20 @@ async fn refresh(
     );
     body["refresh_token"] = json!(new_token);
     tracing::info!(subject = %rotated.account_id, "tokens refreshed");
+    let actor = format!("user:{}", rotated.account_id);
+    state
+        .audit
+        .record(
+            &actor,
+            "token.refreshed",
+            &format!("session:{}", rotated.family_id),
+            "ok",
+        )
+        .await;
     Ok(body)
 }
 
-fn client_credentials(
+async fn client_credentials(
     state: &IdentityState,
     client: &Client,
     form: &TokenForm,
@@ -286,6 +324,11 @@ fn client_credentials(
     };
     let now = state.clock.now_secs();
     tracing::info!(client = %client.id, "service token issued");
+    let actor = format!("client:{}", client.id);
+    state
+        .audit
+        .record(&actor, "token.issued", &actor, "ok")
+        .await;
     Ok(token_body(
         state, &client.id, &client.id, &scopes, None, now,
     ))
@@ -380,6 +423,15 @@ pub async fn revoke_token(
                 .await?;
         }
         tracing::info!(client = %client.id, "token revocation requested");
+        state
+            .audit
+            .record(
+                &format!("client:{}", client.id),
+                "token.revoked",
+                "session",
+                "ok",
+            )
+            .await;
         Ok::<_, ApiError>(())
     }
     .await;

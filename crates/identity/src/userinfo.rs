@@ -112,5 +112,10 @@ pub async fn change_password(
         .change_password(&account.id, &hash, state.clock.now_secs())
         .await?;
     tracing::info!(subject = %account.id, "password changed; sessions revoked");
+    let actor = format!("user:{}", account.id);
+    state
+        .audit
+        .record(&actor, "password.changed", &actor, "sessions-revoked")
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,6 +6,7 @@
 //! keeps its own migrations with identical names. The store contract tests run on both.
 
 mod analytics;
+mod audit;
 mod erasure;
 mod identity;
 mod migrate;
@@ -15,6 +16,7 @@ mod transactions;
 mod users;
 
 pub use analytics::AnalyticsCell;
+pub use audit::{AuditCheckpoint, AuditRecord, NewAuditEntry, GENESIS_HASH};
 pub use erasure::{band_of, ErasureWork, PrivacyRequest, BAND_LIMITS};
 pub use identity::{
     AccountAuth, AccountRecord, CodeGrant, ConsumedCode, NewAccount, NewAuthCode, NewSession,

@@ -151,8 +151,18 @@ impl TestApp {
         let signing = crypto::keyring::SigningKeyRing::load_or_create(&keys_dir.join("signing"))
             .expect("signing keys");
         let clock = OffsetClock::default();
+        let audit = Arc::new(
+            audit::AuditLog::open(
+                store.clone(),
+                &keys_dir,
+                dir.path().join("audit-checkpoint.json"),
+                Arc::new(clock.clone()),
+            )
+            .expect("audit log"),
+        );
         let services = Services::new(
             store,
+            audit,
             Arc::new(crypto::vault::Vault::new(keys)),
             signing,
             examplebank::bootstrap::clients(BASE_URL, REWARDS_SECRET),

@@ -372,7 +372,7 @@ async fn concurrent_erasure_requests_make_one_request(app: TestApp) {
     let person = app.person().await;
     let app = Arc::new(app);
     let mut tasks = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..30 {
         let (app, token) = (Arc::clone(&app), person.token().to_owned());
         tasks.push(tokio::spawn(async move {
             app.call(

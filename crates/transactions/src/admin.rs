@@ -51,6 +51,15 @@ pub async fn set_reward_rule(
         )
         .await?;
     tracing::info!(admin = %principal.subject, category = %category, rate = request.points_per_unit, "reward rule changed");
+    state
+        .audit
+        .record(
+            &format!("user:{}", principal.subject),
+            "reward-rule.changed",
+            &format!("reward-rule:{category}"),
+            &request.points_per_unit.to_string(),
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

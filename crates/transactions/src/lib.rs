@@ -19,6 +19,7 @@ use web::TokenVerifier;
 #[derive(Clone)]
 pub struct TransactionsState {
     pub store: Store,
+    pub audit: Arc<audit::AuditLog>,
     pub vault: Arc<Vault>,
     pub verifier: Arc<TokenVerifier>,
     pub clock: Arc<dyn Clock>,

@@ -23,7 +23,7 @@ function profileCard(profile) {
     'You',
     h(
       'dl',
-      { class: 'facts' },
+      { class: 'facts stacked' },
       h('dt', {}, 'Name'),
       h('dd', {}, name || '—'),
       h('dt', {}, 'Username'),

@@ -1,7 +1,7 @@
 // Signing in through examplebank's own login page: OAuth 2 authorization code with PKCE (S256)
 // for the public client `simulator`. Tokens live in memory and are mirrored in sessionStorage
 // (so they survive the login redirect and a reload of this tab, and end with the tab); never
-// in cookies, never in localStorage. The refresh token rotates on every use: the newest one is
+// in cookies, never in persistent storage. The refresh token rotates on every use: the newest one is
 // always the one kept, and only one refresh runs at a time (presenting an old refresh token
 // would end the whole session).
 

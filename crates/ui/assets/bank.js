@@ -428,7 +428,7 @@ function pointsScreen(content, ctx) {
   const form = h(
     'form',
     { class: 'stack redeem' },
-    h('label', { for: 'redeem-points' }, 'Points to redeem'),
+    h('label', { for: 'redeem-points', class: 'block' }, 'Points to redeem'),
     h('p', { id: 'redeem-hint', class: 'hint' }, 'Whole points, up to your balance. Pressing twice never redeems twice.'),
     input,
     status.element,
@@ -450,7 +450,7 @@ function pointsScreen(content, ctx) {
         const { data } = await call('bank', 'POST', '/bank/v1/points/redemptions', { json: { points }, idempotencyKey: attempt.key });
         attempt.done = true;
         status.ok(`Redeemed ${formatPoints(data.points)}. Your balance is now ${formatPoints(data.balance)}. Reference ${data.redemptionId}.`);
-        input.value = '';
+        form.reset();
         await load();
       });
     } catch (error) {

@@ -1,6 +1,6 @@
 // Phone notifications: a banner at the top of the screen, read out by screen readers (the
 // container is a polite live region; refusals and failures are alerts). Each can be closed
-// with its button; good news goes away by itself.
+// with its button, and goes away by itself after a while (failures stay longer).
 
 import { h } from './dom.js';
 
@@ -33,12 +33,12 @@ export function notify(kind, title, text, { icon = 'bank', timeout } = {}) {
   };
   const arm = (k) => {
     clearTimeout(timer);
-    const wait = timeout ?? (k === 'ok' || k === 'info' ? 8000 : 0);
+    const wait = timeout ?? { ok: 8000, info: 8000, warn: 20000, error: 15000 }[k] ?? 0;
     if (wait > 0) timer = setTimeout(remove, wait);
   };
   close.addEventListener('click', remove);
   container.prepend(note);
-  while (container.children.length > 3) container.lastElementChild.remove();
+  while (container.children.length > 2) container.lastElementChild.remove();
   arm(kind);
   return {
     element: note,
@@ -51,4 +51,9 @@ export function notify(kind, title, text, { icon = 'bank', timeout } = {}) {
     },
     close: remove,
   };
+}
+
+/** Removes every notification (a new action's outcome replaces the old ones). */
+export function dismissAll() {
+  container?.replaceChildren();
 }

@@ -7,7 +7,7 @@ import { isSignedIn, onSessionEnded, resume, SessionEnded } from './auth.js';
 import { renderBank, resetBankSession } from './bank.js';
 import { pick, randomInt } from './crypto-util.js';
 import { $, categoryLabel, fill, formatMoney, h, toAmount } from './dom.js';
-import { mountNotifications, notify } from './notify.js';
+import { dismissAll, mountNotifications, notify } from './notify.js';
 
 /** Merchant apps: each charges a random amount (whole cents) in its category. */
 export const MERCHANTS = [
@@ -46,12 +46,14 @@ function explainRefusal(error) {
 
 async function charge(merchant, tile) {
   if (!isSignedIn('bank')) {
+    dismissAll();
     notify('error', merchant.label, 'You are not signed in, so there is no card to charge. Open the Bank app and sign in first.', { icon: merchant.icon });
     return;
   }
   const cents = randomInt(merchant.min, merchant.max);
   const name = pick(merchant.names);
   const amount = toAmount(cents);
+  dismissAll();
   const banner = notify('busy', merchant.label, `Paying ${formatMoney(cents)} at ${name}…`, { icon: merchant.icon });
   tile.setAttribute('aria-busy', 'true');
   try {
@@ -87,9 +89,15 @@ function renderHome(root) {
       { class: 'home' },
       h('h1', { class: 'visually-hidden', tabindex: '-1' }, 'Home screen'),
       h(
-        'p',
-        { class: 'home-hint' },
-        signedIn ? 'Tap a shop to pay with your examplebank card.' : 'Open the Bank app to sign in, then tap a shop to pay.',
+        'div',
+        { class: ['card-widget', signedIn ? 'signed-in' : 'signed-out'] },
+        h('span', { class: 'card-brand' }, 'examplebank rewards card'),
+        h('span', { class: 'card-number', 'aria-hidden': 'true' }, '•••• •••• •••• 2026'),
+        h(
+          'p',
+          { class: 'home-hint' },
+          signedIn ? 'Signed in. Tap a shop to pay with your card.' : 'Not signed in. Open the Bank app to sign in, then tap a shop to pay.',
+        ),
       ),
       h(
         'ul',

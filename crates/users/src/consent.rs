@@ -77,6 +77,16 @@ pub async fn set_consent(
         ));
     }
     tracing::info!(subject = %id, purpose = purpose.as_str(), granted = request.granted, "consent changed");
+    let outcome = format!(
+        "{}-{}",
+        purpose.as_str(),
+        if request.granted {
+            "granted"
+        } else {
+            "withdrawn"
+        }
+    );
+    crate::audit_self(&state, id, "consent.changed", &outcome).await;
     let signed = receipt(
         &state,
         "consent-receipt+jwt",

@@ -29,6 +29,7 @@ pub fn policy_hash() -> String {
 #[derive(Clone)]
 pub struct UsersState {
     pub store: Store,
+    pub audit: Arc<audit::AuditLog>,
     /// Signs consent and erasure receipts; verifiable against the JWKS.
     pub signing: Arc<crypto::keyring::SigningKeyRing>,
     /// The issuer named in receipts (the public base URL).
@@ -63,6 +64,12 @@ pub(crate) fn receipt(
     claims["iat"] = serde_json::json!(state.clock.now_secs());
     claims["jti"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
     crypto::jws::sign(state.signing.active(), typ, &claims)
+}
+
+/// Records a privacy event about the person themself.
+pub(crate) async fn audit_self(state: &UsersState, id: &str, action: &str, outcome: &str) {
+    let who = format!("user:{id}");
+    state.audit.record(&who, action, &who, outcome).await;
 }
 
 pub fn router(state: UsersState) -> Router {

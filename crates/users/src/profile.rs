@@ -42,6 +42,12 @@ pub async fn register_user(
     {
         Ok(()) => {
             tracing::info!(subject = %id, "person registered");
+            let outcome = if request.consent_given {
+                "rewards-granted"
+            } else {
+                "rewards-refused"
+            };
+            crate::audit_self(&state, id, "user.registered", outcome).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Err(store::StoreError::Conflict) => Err(ApiError::conflict(
@@ -157,6 +163,12 @@ pub async fn update_profile(
             ));
         }
         tracing::info!(subject = %id, purpose = "rewards", granted, "consent changed");
+        let outcome = if granted {
+            "rewards-granted"
+        } else {
+            "rewards-withdrawn"
+        };
+        crate::audit_self(&state, id, "consent.changed", outcome).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -206,6 +218,18 @@ async fn rectify(
         )
         .await?;
     tracing::info!(subject = %id, "profile rectified");
+    crate::audit_self(state, id, "profile.rectified", "ok").await;
+    let now = state.clock.now_micros();
+    state
+        .store
+        .record_completed_request(
+            &uuid::Uuid::new_v4().to_string(),
+            id,
+            "rectification",
+            now,
+            now + crate::MONTH_MICROS,
+        )
+        .await?;
     Ok(())
 }
 
@@ -224,6 +248,7 @@ async fn start_erasure(state: &UsersState, id: &str) -> Result<serde_json::Value
         .await?;
     if created {
         tracing::info!(subject = %id, request = %request.id, "erasure requested");
+        crate::audit_self(state, id, "erasure.requested", "pending").await;
     }
     state.erasure_wakeup.notify_one();
     let details = json!({

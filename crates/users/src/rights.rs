@@ -99,6 +99,10 @@ pub async fn export_data(
     let ledger = state.store.points_ledger(id).await?;
     let points = state.store.points(id).await?;
     let requests = state.store.privacy_requests(id).await?;
+    let audit_entries = state
+        .store
+        .audit_entries_about(&format!("user:{id}"), 10_000)
+        .await?;
     let now = state.clock.now_micros();
     let body = json!({
         "schema": "examplebank-export/1",
@@ -126,8 +130,13 @@ pub async fn export_data(
             "delta": delta, "kind": kind, "reference": reference, "at": web::rfc3339(*at),
         })).collect::<Vec<_>>(),
         "requests": requests.iter().map(request_json).collect::<Vec<_>>(),
+        "auditEntries": audit_entries.iter().map(|e| json!({
+            "seq": e.seq, "at": web::rfc3339(e.at), "actor": e.actor, "action": e.action,
+            "target": e.target, "outcome": e.outcome, "requestId": e.request_id,
+        })).collect::<Vec<_>>(),
     });
     tracing::info!(subject = %id, "data exported");
+    crate::audit_self(&state, id, "data.exported", "ok").await;
     Ok((
         [(
             header::CONTENT_DISPOSITION,
@@ -159,6 +168,7 @@ async fn switch(
         ));
     }
     tracing::info!(subject = %id, request = %request_id, kind, "privacy switch changed");
+    crate::audit_self(state, id, &format!("{kind}.recorded"), "ok").await;
     Ok(StatusCode::NO_CONTENT)
 }
 

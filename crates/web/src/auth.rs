@@ -189,6 +189,11 @@ where
         let verifier = Arc::<TokenVerifier>::from_ref(state);
         let token = bearer_token(parts)?;
         let principal = verifier.verify(token).await?;
+        if let Some(slot) = parts.extensions.get::<crate::layers::ActorSlot>() {
+            if let Ok(mut actor) = slot.0.lock() {
+                *actor = Some(principal.subject.clone());
+            }
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }

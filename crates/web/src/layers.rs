@@ -39,8 +39,21 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Where the authentication extractor leaves the caller's pseudonymous id, so the refusal
+/// recorder can name who was refused.
+#[derive(Debug, Clone, Default)]
+pub struct ActorSlot(pub std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
 /// Wraps a finished router in every protective layer.
-pub fn harden(router: Router, limits: &Limits) -> Router {
+pub fn harden(
+    router: Router,
+    limits: &Limits,
+    audit: Option<std::sync::Arc<audit::AuditLog>>,
+) -> Router {
+    let router = match audit {
+        Some(log) => router.layer(middleware::from_fn_with_state(log, record_refusals)),
+        None => router,
+    };
     router
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
@@ -80,7 +93,9 @@ async fn observe(mut req: Request, next: Next) -> Response {
         path = %req.uri().path(),
     );
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = audit::REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
@@ -174,4 +189,51 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
+}
+
+/// Records every refused authentication or authorisation (401, 403) in the audit log.
+async fn record_refusals(
+    axum::extract::State(log): axum::extract::State<std::sync::Arc<audit::AuditLog>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let slot = ActorSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let method = req.method().clone();
+    let target = safe_path(req.uri().path());
+    let response = next.run(req).await;
+    let status = response.status();
+    // Sign-in and token requests record their own, more precise events.
+    let own_events =
+        target.starts_with("/identity/v1/authorize") || target.starts_with("/identity/v1/token");
+    if !own_events && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+        let actor = slot
+            .0
+            .lock()
+            .ok()
+            .and_then(|a| a.clone())
+            .map(|id| format!("user:{id}"))
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let outcome = if status == StatusCode::UNAUTHORIZED {
+            "unauthenticated"
+        } else {
+            "forbidden"
+        };
+        log.record(
+            &actor,
+            "authorization.refused",
+            &format!("{method} {target}"),
+            outcome,
+        )
+        .await;
+    }
+    response
+}
+
+/// A path as it may appear in the audit log: visible ASCII only, at most 120 characters.
+fn safe_path(path: &str) -> String {
+    path.chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(120)
+        .collect()
 }

@@ -103,6 +103,13 @@ pub fn sign(key: &SigningKey, typ: &str, claims: &Value) -> String {
     token
 }
 
+impl SigningKey {
+    /// A detached Ed25519 signature over `message`, base64url (audit checkpoints).
+    pub fn sign_detached(&self, message: &[u8]) -> String {
+        b64::encode(&self.key.sign(message).to_bytes())
+    }
+}
+
 /// Public keys by kid, used to verify tokens.
 #[derive(Clone, Debug, Default)]
 pub struct Verifier {
@@ -118,6 +125,20 @@ impl Verifier {
     /// Adds (or replaces) the key for `kid`.
     pub fn add(&mut self, kid: impl Into<String>, key: VerifyingKey) {
         self.keys.insert(kid.into(), key);
+    }
+
+    /// Checks a detached signature made by [`SigningKey::sign_detached`] with key `kid`.
+    pub fn verify_detached(&self, kid: &str, message: &[u8], signature: &str) -> bool {
+        let Some(key) = self.keys.get(kid) else {
+            return false;
+        };
+        let Ok(bytes) = b64::decode(signature) else {
+            return false;
+        };
+        let Ok(signature) = ed25519_dalek::Signature::from_slice(&bytes) else {
+            return false;
+        };
+        key.verify_strict(message, &signature).is_ok()
     }
 
     /// Known kids, sorted.

@@ -192,8 +192,17 @@ impl KeyStore {
     /// best effort; what makes the data unreadable is that no copy of the wrapped key
     /// remains, so keep this directory out of long-lived backups.
     pub fn destroy_data_key(&self, owner: &str) -> Result<bool, CryptoError> {
-        let path = self.data_path(owner)?;
+        let live = self.data_path(owner)?;
         let _guard = self.write_masters();
+        // Move the file aside first: a reader then sees the whole key or no key, never the
+        // zeros being written over it.
+        let path = live.with_extension("shredding");
+        match fs::rename(&live, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CryptoError::io("renaming", &live, e)),
+        }
         let mut file = match OpenOptions::new().write(true).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -165,3 +165,60 @@ CREATE TABLE anonymous_facts (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (month, category)
 );
+
+-- The tamper-evident audit log: each entry is hash-chained to the one before; checkpoints sign
+-- the chain head. Entries hold pseudonymous ids only, never personal data.
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_actor ON audit_log(actor);
+CREATE INDEX audit_log_target ON audit_log(target);
+
+CREATE TABLE audit_checkpoints (
+    seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('examplebank.audit_pruning', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'the audit log is append-only';
+END;
+$$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+
+-- Retention is the only way entries leave the log: entries older than the cutoff, up to the
+-- newest signed checkpoint before it, so the remaining chain still starts at a checkpoint.
+-- Runs with its owner's rights; application roles may execute it but hold no DELETE right.
+CREATE FUNCTION audit_prune(cutoff BIGINT) RETURNS BIGINT LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public AS $$
+DECLARE
+    upto BIGINT;
+    removed BIGINT;
+BEGIN
+    SELECT MAX(c.seq) INTO upto FROM audit_checkpoints c
+        JOIN audit_log l ON l.seq = c.seq WHERE l.at < cutoff;
+    IF upto IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM set_config('examplebank.audit_pruning', 'on', true);
+    DELETE FROM audit_log WHERE seq <= upto;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    PERFORM set_config('examplebank.audit_pruning', 'off', true);
+    RETURN removed;
+END;
+$$;

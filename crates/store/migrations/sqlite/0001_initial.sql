@@ -165,3 +165,30 @@ CREATE TABLE anonymous_facts (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (month, category)
 );
+
+-- The tamper-evident audit log: each entry is hash-chained to the one before; checkpoints sign
+-- the chain head. Entries hold pseudonymous ids only, never personal data.
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_actor ON audit_log(actor);
+CREATE INDEX audit_log_target ON audit_log(target);
+
+CREATE TABLE audit_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;

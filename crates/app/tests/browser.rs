@@ -1,0 +1,174 @@
+//! The front end in a real browser: the binary is started as a person would start it, with an
+//! administrator created first, and `e2e/journey.mjs` (Node's playwright-core driving Debian's
+//! headless Chromium) walks the phone simulator and the admin console against it: sign-up with
+//! consents, PKCE login, charges from the home screen, points, the chart, download, erasure,
+//! the XSS and CSP cases, reward rules. It saves a screenshot of each screen in
+//! `docs/screenshots/`.
+//!
+//! Needs `/usr/bin/chromium`, `node` and `e2e/node_modules` (`npm ci --prefix e2e`). Without
+//! them the test is skipped, unless CI=true or EXAMPLEBANK_REQUIRE_BROWSER=1 make it a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ADMIN_USER: &str = "console-admin";
+const ADMIN_PASSWORD: &str = "browser-test-admin-password-7";
+
+fn workspace_root() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .canonicalize()
+        .expect("the workspace root")
+}
+
+fn browser_required() -> bool {
+    let set = |name: &str| {
+        std::env::var(name)
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false)
+    };
+    set("CI") || set("EXAMPLEBANK_REQUIRE_BROWSER")
+}
+
+/// What is missing to run the browser tests, as instructions.
+fn missing_prerequisites(root: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).exists() {
+        missing.push(format!(
+            "{CHROMIUM} (apt-get update && apt-get install -y chromium chromium-driver)"
+        ));
+    }
+    let node_works = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !node_works {
+        missing.push("node, version 20 or later (apt-get install -y nodejs npm)".to_owned());
+    }
+    if !root.join("e2e/node_modules/playwright-core").is_dir() {
+        missing.push("e2e/node_modules (npm ci --prefix e2e)".to_owned());
+    }
+    missing
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create_admin(data_dir: &Path) {
+    let mut child = Command::new(BINARY)
+        .args(["admin", "create", ADMIN_USER, "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run examplebank admin create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{ADMIN_PASSWORD}\n").as_bytes())
+        .expect("write the password");
+    let output = child.wait_with_output().expect("admin create finishes");
+    assert!(
+        output.status.success(),
+        "admin create failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn start(data_dir: &Path) -> Server {
+    let log = data_dir.join("server.log");
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start examplebank");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no URL in {line:?}; log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+        .to_owned();
+    Server { child, url, log }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[test]
+fn phone_simulator_and_admin_console_work_in_headless_chromium() {
+    let root = workspace_root();
+    let missing = missing_prerequisites(&root);
+    if !missing.is_empty() {
+        let message = format!("the browser tests need: {}", missing.join("; "));
+        if browser_required() {
+            panic!("{message} (required because CI=true or EXAMPLEBANK_REQUIRE_BROWSER=1)");
+        }
+        eprintln!("SKIPPED: {message}; CI=true makes this a failure");
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    create_admin(dir.path());
+    let server = start(dir.path());
+    let output = Command::new("node")
+        .arg("e2e/journey.mjs")
+        .args([server.url.as_str(), ADMIN_USER, ADMIN_PASSWORD])
+        .current_dir(&root)
+        .output()
+        .expect("run node e2e/journey.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser journey failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log tail:\n{}",
+        output.status,
+        tail(&server.log, 30)
+    );
+    assert!(stdout.contains("journey: ok"), "{stdout}");
+    println!("{stdout}");
+
+    drop(server);
+    // What the browser sent must not have put personal data or tokens into the server's log.
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    for needle in [
+        "@example.org",
+        "eyJ",
+        "Bearer ",
+        "Lovelace",
+        "correct-horse",
+    ] {
+        assert!(!log.contains(needle), "the server log contains {needle:?}");
+    }
+}
