@@ -49,23 +49,34 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: Duration::from_secs(settings.request_timeout_seconds),
                 max_concurrent_requests: settings.max_concurrent_requests,
+                per_address_per_minute: settings.rate_limit_per_address_per_minute,
+                trusted_proxies: settings.trusted_proxy_list()?,
+                cors_allowed_origins: settings.cors_origin_list(),
+                hsts: settings.tls_enabled(),
             },
+            per_person_per_minute: settings.rate_limit_per_person_per_minute,
+            login_throttle: identity::LoginThrottle::new(
+                settings.login_failures_per_address,
+                settings.login_failures_per_account,
+                Duration::from_secs(settings.login_window_seconds),
+            ),
         },
     ))
 }
 
 fn base_url(settings: &Settings, bound: Option<std::net::SocketAddr>) -> String {
+    let scheme = if settings.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    let local = bound
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| settings.addr.clone());
     settings
         .public_base_url
         .clone()
-        .unwrap_or_else(|| {
-            format!(
-                "http://{}",
-                bound
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|| settings.addr.clone())
-            )
-        })
+        .unwrap_or_else(|| format!("{scheme}://{local}"))
         .trim_end_matches('/')
         .to_owned()
 }
@@ -79,6 +90,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         )
     })?;
     let local = listener.local_addr()?;
+    let tls = tls_config(&settings, local)?;
     let base = base_url(&settings, Some(local));
     let services = assemble(&settings, &base).await?;
     if roles.has("erasure") {
@@ -98,13 +110,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = services.router(&roles);
     tracing::info!(address = %local, roles = %roles.names().join(","), backend = services.store.backend().name(), "examplebank listening");
     println!(
-        "examplebank listening on http://{local} (roles: {})",
+        "examplebank listening on {}://{local} (roles: {})",
+        if settings.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        },
         roles.names().join(",")
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let options = crate::net::ServeOptions {
+        header_read_timeout: Duration::from_secs(settings.header_read_timeout_seconds),
+        max_connections: settings.max_connections,
+        tls,
+    };
+    crate::net::serve(listener, app, options, shutdown_signal()).await;
     tracing::info!("shutting down: stopping workers");
     let _ = stop.send(true);
     for worker in workers {
@@ -271,4 +290,19 @@ pub async fn audit_verify(mut settings: Settings) -> anyhow::Result<()> {
         }
         Some(problem) => anyhow::bail!("audit log verification FAILED: {problem}"),
     }
+}
+
+/// TLS from `--tls-cert`/`--tls-key`, or a self-signed certificate with `--tls-self-signed`.
+fn tls_config(
+    settings: &Settings,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        return crate::net::tls_from_files(cert, key).map(Some);
+    }
+    if settings.tls_self_signed {
+        let names = vec!["localhost".to_owned(), local.ip().to_string()];
+        return crate::net::self_signed(&settings.data_dir.join("tls"), names).map(Some);
+    }
+    Ok(None)
 }

@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod commands;
 pub mod demo;
+pub mod net;
 pub mod roles;
 pub mod server;
 pub mod settings;

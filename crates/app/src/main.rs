@@ -32,6 +32,15 @@ enum Command {
         /// `all`, or a comma-separated list of identity, users, transactions, rewards, erasure, ui.
         #[arg(long)]
         roles: Option<String>,
+        /// TLS certificate chain (PEM); needs --tls-key.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Serve TLS with a self-signed certificate kept in <data-dir>/tls (local use only).
+        #[arg(long)]
+        tls_self_signed: bool,
     },
     /// Applies database migrations, then exits.
     Migrate,
@@ -108,7 +117,20 @@ fn main() -> ExitCode {
         ..Overrides::default()
     };
     match &cli.command {
-        Command::Serve { addr, roles } | Command::CheckConfig { addr, roles } => {
+        Command::Serve {
+            addr,
+            roles,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+        } => {
+            overrides.addr = addr.clone();
+            overrides.roles = roles.clone();
+            overrides.tls_cert = tls_cert.clone();
+            overrides.tls_key = tls_key.clone();
+            overrides.tls_self_signed = *tls_self_signed;
+        }
+        Command::CheckConfig { addr, roles } => {
             overrides.addr = addr.clone();
             overrides.roles = roles.clone();
         }

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use crypto::keyring::SigningKeyRing;
 use crypto::vault::Vault;
 use domain::Clock;
-use identity::{ClientRegistry, IdentityConfig, IdentityState, PasswordHasher};
+use identity::{ClientRegistry, IdentityConfig, IdentityState, LoginThrottle, PasswordHasher};
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
@@ -29,6 +29,7 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub identity: Arc<IdentityConfig>,
     pub hasher: PasswordHasher,
+    pub throttle: Arc<LoginThrottle>,
     pub reward_wakeup: Arc<Notify>,
     pub erasure_wakeup: Arc<Notify>,
     pub erasure_grace_seconds: i64,
@@ -44,6 +45,9 @@ pub struct ServicesConfig {
     pub retention: erasure::Retention,
     pub password_hash_concurrency: usize,
     pub limits: Limits,
+    /// Requests per minute one person or service may make.
+    pub per_person_per_minute: u32,
+    pub login_throttle: LoginThrottle,
 }
 
 impl Services {
@@ -57,13 +61,16 @@ impl Services {
         config: ServicesConfig,
     ) -> Self {
         let identity = Arc::new(IdentityConfig::new(&config.public_base_url));
-        let verifier = Arc::new(TokenVerifier::new(
-            signing.verifier(),
-            identity.issuer.clone(),
-            identity.audience.clone(),
-            store.clone(),
-            Arc::clone(&clock),
-        ));
+        let verifier = Arc::new(
+            TokenVerifier::new(
+                signing.verifier(),
+                identity.issuer.clone(),
+                identity.audience.clone(),
+                store.clone(),
+                Arc::clone(&clock),
+            )
+            .with_person_limit(config.per_person_per_minute),
+        );
         Self {
             store,
             audit,
@@ -74,6 +81,7 @@ impl Services {
             clock,
             identity,
             hasher: PasswordHasher::new(config.password_hash_concurrency, Duration::from_secs(3)),
+            throttle: Arc::new(config.login_throttle),
             reward_wakeup: Arc::new(Notify::new()),
             erasure_wakeup: Arc::new(Notify::new()),
             erasure_grace_seconds: config.erasure_grace_seconds,
@@ -92,6 +100,7 @@ impl Services {
             verifier: Arc::clone(&self.verifier),
             clients: Arc::clone(&self.clients),
             hasher: self.hasher.clone(),
+            throttle: Arc::clone(&self.throttle),
             clock: Arc::clone(&self.clock),
             config: Arc::clone(&self.identity),
         }

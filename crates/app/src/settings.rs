@@ -76,6 +76,28 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
     pub max_concurrent_requests: usize,
+    /// Seconds a client has to send a request's headers (or finish a TLS handshake).
+    pub header_read_timeout_seconds: u64,
+    /// Open connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Requests per minute from one client address; past it, 429 with Retry-After.
+    pub rate_limit_per_address_per_minute: u32,
+    /// Requests per minute from one person or service.
+    pub rate_limit_per_person_per_minute: u32,
+    /// Failed sign-ins per client address per login window.
+    pub login_failures_per_address: u32,
+    /// Failed sign-ins per account from one address per login window.
+    pub login_failures_per_account: u32,
+    pub login_window_seconds: u64,
+    /// Comma-separated IP addresses of proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: String,
+    /// Comma-separated origins allowed to call the API from browsers; empty keeps CORS off.
+    pub cors_allowed_origins: String,
+    /// TLS certificate chain and key (PEM); both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed certificate kept in the data directory (local use).
+    pub tls_self_signed: bool,
     /// How many Argon2 hashes may run at once.
     pub password_hash_concurrency: usize,
     pub database_max_connections: u32,
@@ -107,6 +129,18 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             request_timeout_seconds: 30,
             max_concurrent_requests: 512,
+            header_read_timeout_seconds: 10,
+            max_connections: 1024,
+            rate_limit_per_address_per_minute: 1200,
+            rate_limit_per_person_per_minute: 600,
+            login_failures_per_address: 30,
+            login_failures_per_account: 5,
+            login_window_seconds: 900,
+            trusted_proxies: String::new(),
+            cors_allowed_origins: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
             password_hash_concurrency: 2,
             database_max_connections: 16,
         }
@@ -115,42 +149,18 @@ impl Default for Settings {
 
 /// Keys whose values are secrets and may also come from `EXAMPLEBANK_<KEY>_FILE`.
 const SECRET_KEYS: &[&str] = &["database_url", "master_key", "rewards_client_secret"];
-/// Keys whose values are numbers or booleans rather than text.
-const INTEGER_KEYS: &[&str] = &[
-    "erasure_grace_seconds",
-    "analytics_min_contributors",
-    "retention_idle_account_days",
-    "retention_anonymous_fact_days",
-    "retention_request_days",
-    "erasure_interval_seconds",
-    "max_body_bytes",
-    "request_timeout_seconds",
-    "max_concurrent_requests",
-    "password_hash_concurrency",
-    "database_max_connections",
-];
-const BOOLEAN_KEYS: &[&str] = &["migrate_on_start"];
-pub const ALL_KEYS: &[&str] = &[
-    "addr",
-    "data_dir",
-    "database_url",
-    "public_base_url",
-    "roles",
-    "log_format",
-    "log_level",
-    "keys_dir",
-    "master_key",
-    "master_key_file",
-    "rewards_client_secret",
-    "erasure_grace_seconds",
-    "erasure_interval_seconds",
-    "migrate_on_start",
-    "max_body_bytes",
-    "request_timeout_seconds",
-    "max_concurrent_requests",
-    "password_hash_concurrency",
-    "database_max_connections",
-];
+/// Every setting's name with the kind of value it takes, read off the defaults, so the
+/// environment can name exactly the fields of `Settings` and nothing else.
+fn known_keys() -> Vec<(String, serde_json::Value)> {
+    match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn all_keys() -> Vec<String> {
+    known_keys().into_iter().map(|(k, _)| k).collect()
+}
 
 /// Flags that override everything else.
 #[derive(Debug, Default, Clone)]
@@ -158,6 +168,9 @@ pub struct Overrides {
     pub addr: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub roles: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
 }
 
 impl Settings {
@@ -202,13 +215,13 @@ impl Settings {
                 );
                 continue;
             }
-            if !ALL_KEYS.contains(&key.as_str()) {
+            let Some((_, default)) = known_keys().into_iter().find(|(k, _)| *k == key) else {
                 bail!(
                     "unknown setting {name}; known settings: {}",
                     known_env_names()
                 );
-            }
-            table.insert(key.clone(), typed_value(&key, name, value)?);
+            };
+            table.insert(key.clone(), typed_value(&default, name, value)?);
         }
         if let Some(addr) = &overrides.addr {
             table.insert("addr".into(), toml::Value::String(addr.clone()));
@@ -221,6 +234,17 @@ impl Settings {
         }
         if let Some(roles) = &overrides.roles {
             table.insert("roles".into(), toml::Value::String(roles.clone()));
+        }
+        for (key, path) in [
+            ("tls_cert", &overrides.tls_cert),
+            ("tls_key", &overrides.tls_key),
+        ] {
+            if let Some(path) = path {
+                table.insert(key.into(), toml::Value::String(path.display().to_string()));
+            }
+        }
+        if overrides.tls_self_signed {
+            table.insert("tls_self_signed".into(), toml::Value::Boolean(true));
         }
         let settings: Settings = toml::Value::Table(table)
             .try_into()
@@ -308,6 +332,20 @@ impl Settings {
                 bail!("{name} must be between 1 and 36500 days");
             }
         }
+        self.trusted_proxy_list()?;
+        for origin in self.cors_origin_list() {
+            if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                || origin.ends_with('/')
+            {
+                bail!("cors_allowed_origins must list origins like https://app.example.org (no path, no trailing slash)");
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("set both tls_cert and tls_key (--tls-cert, --tls-key), or neither");
+        }
+        if self.tls_self_signed && self.tls_cert.is_some() {
+            bail!("use either --tls-self-signed or --tls-cert/--tls-key, not both");
+        }
         if self.master_key.is_some() && self.master_key_file.is_some() {
             bail!("set either master_key or master_key_file, not both");
         }
@@ -316,6 +354,31 @@ impl Settings {
             bail!("running separate roles needs PostgreSQL: set EXAMPLEBANK_DATABASE_URL=postgres://...; SQLite serves only --roles all");
         }
         Ok(())
+    }
+
+    pub fn trusted_proxy_list(&self) -> anyhow::Result<Vec<std::net::IpAddr>> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse()
+                    .with_context(|| format!("trusted_proxies must be IP addresses separated by commas; '{p}' is not one"))
+            })
+            .collect()
+    }
+
+    pub fn cors_origin_list(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_self_signed || self.tls_cert.is_some()
     }
 
     pub fn is_embedded(&self) -> bool {
@@ -354,29 +417,33 @@ impl Settings {
 }
 
 fn known_env_names() -> String {
-    ALL_KEYS
+    all_keys()
         .iter()
         .map(|k| format!("EXAMPLEBANK_{}", k.to_ascii_uppercase()))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn typed_value(key: &str, name: &str, value: &str) -> anyhow::Result<toml::Value> {
-    if INTEGER_KEYS.contains(&key) {
-        let number: i64 = value
-            .trim()
-            .parse()
-            .with_context(|| format!("{name} must be a whole number"))?;
-        return Ok(toml::Value::Integer(number));
-    }
-    if BOOLEAN_KEYS.contains(&key) {
-        return match value.trim() {
+fn typed_value(
+    default: &serde_json::Value,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<toml::Value> {
+    match default {
+        serde_json::Value::Number(_) => {
+            let number: i64 = value
+                .trim()
+                .parse()
+                .with_context(|| format!("{name} must be a whole number"))?;
+            Ok(toml::Value::Integer(number))
+        }
+        serde_json::Value::Bool(_) => match value.trim() {
             "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
             "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
             _ => bail!("{name} must be true or false"),
-        };
+        },
+        _ => Ok(toml::Value::String(value.to_owned())),
     }
-    Ok(toml::Value::String(value.to_owned()))
 }
 
 #[cfg(test)]

@@ -179,6 +179,7 @@ pub const LOGIN_FAILED: &str = "The username or password is incorrect.";
 
 pub async fn submit_login(
     State(state): State<IdentityState>,
+    client_ip: Option<axum::Extension<web::layers::ClientIp>>,
     form: Result<Form<AuthorizeParams>, FormRejection>,
 ) -> Response {
     let Ok(Form(params)) = form else {
@@ -193,6 +194,29 @@ pub async fn submit_login(
     };
     let username = params.username.as_deref().unwrap_or("");
     let password = params.password.clone().unwrap_or_default();
+    let ip = client_ip.map(|c| c.0 .0);
+    // Throttle on a keyed hash of the name, so the limiter's table holds no usernames.
+    let throttle_key = crypto::b64::encode(
+        &state
+            .vault
+            .blind_index("login", &username.to_ascii_lowercase()),
+    );
+    if let Err(exceeded) = state.throttle.check(&throttle_key, ip) {
+        state
+            .audit
+            .record("anonymous", "login.throttled", "unknown-account", "refused")
+            .await;
+        let mut page = login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            &checked,
+            Some("Too many failed sign-ins. Wait a moment, then try again."),
+        );
+        let seconds = exceeded.retry_after.as_secs().max(1).to_string();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds) {
+            page.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return page;
+    }
     let account = match domain::Username::parse(username) {
         Ok(name) => {
             let index = state.vault.blind_index("username", name.as_str());
@@ -211,6 +235,7 @@ pub async fn submit_login(
     };
     let Some(account) = account.filter(|a| verified && a.status == "active") else {
         tracing::info!("login failed");
+        state.throttle.failed(&throttle_key, ip);
         let target = account_target(stored_id.as_deref());
         state
             .audit

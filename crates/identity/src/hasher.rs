@@ -20,9 +20,16 @@ impl From<Busy> for crate::CreateAccountError {
     }
 }
 
+/// Too many password checks at once: the client is told to come back, with a time (429 is
+/// the client's signal to slow down; the server itself is healthy).
 impl From<Busy> for web::ApiError {
     fn from(_: Busy) -> Self {
-        web::ApiError::unavailable()
+        web::ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "too many sign-ins at once; try again in a second",
+        )
+        .with_header(axum::http::header::RETRY_AFTER, "1")
     }
 }
 

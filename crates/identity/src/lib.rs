@@ -7,11 +7,13 @@ mod clients;
 mod hasher;
 mod pages;
 mod signup;
+mod throttle;
 mod token;
 mod userinfo;
 
 pub use clients::{Client, ClientKind, ClientRegistry};
 pub use hasher::PasswordHasher;
+pub use throttle::LoginThrottle;
 
 use axum::extract::FromRef;
 use axum::routing::{get, post};
@@ -56,6 +58,7 @@ pub struct IdentityState {
     pub verifier: Arc<TokenVerifier>,
     pub clients: Arc<ClientRegistry>,
     pub hasher: PasswordHasher,
+    pub throttle: Arc<LoginThrottle>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<IdentityConfig>,
 }
@@ -175,7 +178,7 @@ impl From<CreateAccountError> for web::ApiError {
             CreateAccountError::UsernameTaken => {
                 web::ApiError::conflict("username-taken", "that username is taken; choose another")
             }
-            CreateAccountError::Busy => web::ApiError::unavailable(),
+            CreateAccountError::Busy => hasher::Busy.into(),
             CreateAccountError::Store(err) => err.into(),
             CreateAccountError::Crypto(err) => web::ApiError::internal(&err),
         }

@@ -174,6 +174,8 @@ impl TestApp {
                 retention: Default::default(),
                 password_hash_concurrency: 2,
                 limits: web::layers::Limits::default(),
+                per_person_per_minute: 100_000,
+                login_throttle: identity::LoginThrottle::default(),
             },
         );
         let router = services.router(&Roles::parse("all").expect("roles"));

@@ -14,14 +14,25 @@ export class ApiError extends UserError {
   }
 }
 
+const ADVICE_BY_KIND = {
+  'no-consent': 'Turn on the rewards programme in Bank › Account, then try again.',
+  restricted: 'Lift the restriction in Bank › Account, then try again.',
+  'erasure-pending': 'Nothing can be changed while your data is being erased.',
+  'insufficient-points': 'Redeem fewer points.',
+  'username-taken': 'Choose another username.',
+};
+
 function adviceFor(status, kind) {
+  if (ADVICE_BY_KIND[kind]) return ADVICE_BY_KIND[kind];
   if (status === 0) return 'Check that the server is running and your connection works, then try again.';
   if (status === 401) return 'Sign in again.';
   if (status === 403) return 'This account is not allowed to do that.';
   if (status === 408 || status === 503 || status === 429) return 'Wait a moment and try again.';
   if (status >= 500) return 'Try again later; the error has been logged on the server.';
   if (kind === 'validation' || status === 422 || status === 400) return 'Correct the value and try again.';
-  return '';
+  if (status === 404) return 'Reload the page; if this keeps happening, this server may not offer it yet.';
+  if (status === 409) return 'Reload the screen to see the current state, then try again.';
+  return 'Try again; if it keeps failing, reload the page.';
 }
 
 /** True when an endpoint is not there (yet): 404 or 405 from the router. */

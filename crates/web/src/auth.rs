@@ -68,6 +68,7 @@ impl Principal {
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 pub struct TokenVerifier {
+    per_person: Option<crate::ratelimit::RateLimiter>,
     keys: RwLock<crypto::jws::Verifier>,
     issuer: String,
     audience: String,
@@ -84,12 +85,22 @@ impl TokenVerifier {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            per_person: None,
             keys: RwLock::new(keys),
             issuer: issuer.into(),
             audience: audience.into(),
             store,
             clock,
         }
+    }
+
+    /// Limits how many requests one person (or service) may make per minute.
+    pub fn with_person_limit(mut self, per_minute: u32) -> Self {
+        self.per_person = Some(crate::ratelimit::RateLimiter::new(
+            per_minute,
+            std::time::Duration::from_secs(60),
+        ));
+        self
     }
 
     /// Replaces the verification keys (after a signing-key rotation).
@@ -137,6 +148,14 @@ impl TokenVerifier {
         } else {
             PrincipalKind::Person
         };
+        if let Some(limiter) = &self.per_person {
+            limiter
+                .check(&format!("sub:{subject}"))
+                .map_err(|exceeded| {
+                    tracing::warn!(subject = %subject, "rate limit reached for a person");
+                    ApiError::from(exceeded)
+                })?;
+        }
         if kind == PrincipalKind::Person {
             let state = self
                 .store

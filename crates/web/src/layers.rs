@@ -9,6 +9,7 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -23,6 +24,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// Requests per minute from one client address.
+    pub per_address_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` is believed; from anyone else it is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Origins allowed to call the API from a browser (CORS); empty means CORS stays off.
+    pub cors_allowed_origins: Vec<String>,
+    /// Send `Strict-Transport-Security` (when TLS is on).
+    pub hsts: bool,
 }
 
 impl Default for Limits {
@@ -31,8 +40,72 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
+            per_address_per_minute: 1200,
+            trusted_proxies: Vec::new(),
+            cors_allowed_origins: Vec::new(),
+            hsts: false,
         }
     }
+}
+
+/// The client's address as this server believes it: the peer, or, behind a trusted proxy,
+/// the nearest address in `X-Forwarded-For` that is not a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded: Option<&str>,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let Some(forwarded) = forwarded else {
+        return Some(peer);
+    };
+    let mut nearest = peer;
+    for hop in forwarded.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => nearest = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => return Some(nearest),
+        }
+    }
+    Some(nearest)
+}
+
+#[derive(Clone)]
+struct AddressLimit {
+    limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
+    trusted: std::sync::Arc<Vec<IpAddr>>,
+}
+
+/// Resolves the client address, puts it in the request's extensions, and applies the
+/// per-address rate limit.
+async fn limit_per_address(
+    axum::extract::State(limit): axum::extract::State<AddressLimit>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = client_ip(peer, forwarded, &limit.trusted);
+    if let Some(ip) = ip {
+        req.extensions_mut().insert(ClientIp(ip));
+        if let Err(exceeded) = limit.limiter.check(&format!("ip:{ip}")) {
+            tracing::warn!("rate limit reached for a client address");
+            return crate::ApiError::from(exceeded).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -54,7 +127,14 @@ pub fn harden(
         Some(log) => router.layer(middleware::from_fn_with_state(log, record_refusals)),
         None => router,
     };
-    router
+    let address_limit = AddressLimit {
+        limiter: std::sync::Arc::new(crate::ratelimit::RateLimiter::new(
+            limits.per_address_per_minute,
+            Duration::from_secs(60),
+        )),
+        trusted: std::sync::Arc::new(limits.trusted_proxies.clone()),
+    };
+    let router = router
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
         ))
@@ -66,11 +146,50 @@ pub fn harden(
             limits.request_timeout,
         ))
         .layer(middleware::from_fn(problem_for_every_error))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            address_limit,
+            limit_per_address,
+        ))
+        .layer(middleware::from_fn_with_state(
+            limits.hsts,
+            security_headers,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
-        ))
-        .layer(middleware::from_fn(observe))
+        ));
+    let router = match cors(&limits.cors_allowed_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.layer(middleware::from_fn(observe))
+}
+
+/// CORS stays off (no `Access-Control-*` headers, so browsers refuse cross-origin calls)
+/// unless an allow-list of origins is configured.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::PUT,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 async fn observe(mut req: Request, next: Next) -> Response {
@@ -105,9 +224,19 @@ async fn observe(mut req: Request, next: Next) -> Response {
     response
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(
+    axum::extract::State(hsts): axum::extract::State<bool>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         headers
             .entry(name)

@@ -7,6 +7,7 @@ pub mod html;
 pub mod json;
 pub mod layers;
 pub mod problem;
+pub mod ratelimit;
 
 pub use auth::{Principal, PrincipalKind, TokenVerifier};
 pub use json::StrictJson;

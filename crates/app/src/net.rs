@@ -1,0 +1,165 @@
+//! The HTTP(S) listener: hyper directly (not `axum::serve`) so the server can bound what slow
+//! or abusive clients cost: a header-read timeout (slowloris), a cap on open connections, TLS
+//! handshakes under the same timeout, the peer address for rate limits, and a graceful drain
+//! on shutdown.
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish
+/// (at most 20 seconds).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!("connection limit reached; closing a new connection");
+            continue;
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let service = TowerToHyperService::new(service);
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let timeout = options.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+            let result = match acceptor {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(tls), service))
+                                .await
+                        }
+                        _ => return,
+                    }
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, peer = %mask(peer), "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 20 s");
+    }
+}
+
+/// The port only: addresses are personal data and stay out of the log.
+fn mask(peer: SocketAddr) -> String {
+    format!("port {}", peer.port())
+}
+
+/// TLS settings from a certificate chain and key in PEM files.
+pub fn tls_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("the TLS certificate {} is not valid PEM", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the TLS key {}", key.display()))?;
+    tls_config(certs, key)
+}
+
+fn tls_config(
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate for local use, kept in `dir` (`self-signed.pem` holds the
+/// certificate for clients to trust; `self-signed.key` the key).
+pub fn self_signed(
+    dir: &std::path::Path,
+    names: Vec<String>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let cert_path = dir.join("self-signed.pem");
+    let key_path = dir.join("self-signed.key");
+    if !cert_path.exists() || !key_path.exists() {
+        std::fs::create_dir_all(dir)?;
+        let generated = rcgen::generate_simple_self_signed(names)?;
+        write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
+        std::fs::write(&cert_path, generated.cert.pem())?;
+    }
+    tls_from_files(&cert_path, &key_path)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

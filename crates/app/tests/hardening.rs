@@ -1,0 +1,214 @@
+//! Denial-of-service and transport protections, against the real binary over real sockets:
+//! slow clients cannot starve others (slowloris), per-address rate limits answer 429 with
+//! Retry-After and RateLimit headers (and X-Forwarded-For is believed only from a trusted
+//! proxy), and TLS with a self-signed certificate sends HSTS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
+
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().find(|w| w.contains("://")).unwrap();
+    let addr = url.split("://").nth(1).unwrap().to_owned();
+    Server {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; returns the whole response text.
+fn http(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+fn get(addr: &str, path: &str, extra: &str) -> String {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"),
+    )
+}
+
+#[test]
+fn slowloris_clients_do_not_stop_the_server_serving_others() {
+    let server = start(&[], &[("EXAMPLEBANK_HEADER_READ_TIMEOUT_SECONDS", "2")]);
+    // Fifty clients that send half a request line and then trickle.
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+        slow.push(stream);
+    }
+    let started = Instant::now();
+    let response = get(&server.addr, "/healthz", "");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "others are served at once"
+    );
+    // After the header-read timeout the slow connections are closed by the server.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut closed = 0;
+    for mut stream in slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = stream.write_all(b"a");
+        if matches!(stream.read_to_end(&mut buf), Ok(_)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 50, "every slow connection was closed by the server");
+}
+
+#[test]
+fn per_address_rate_limit_answers_429_with_retry_after() {
+    let server = start(
+        &[],
+        &[("EXAMPLEBANK_RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "5")],
+    );
+    for _ in 0..5 {
+        assert!(get(&server.addr, "/healthz", "").starts_with("HTTP/1.1 200"));
+    }
+    let refused = get(&server.addr, "/healthz", "").to_ascii_lowercase();
+    assert!(refused.starts_with("http/1.1 429"), "{refused}");
+    for header in [
+        "retry-after:",
+        "ratelimit-limit: 5",
+        "ratelimit-remaining: 0",
+        "ratelimit-reset:",
+        "content-type: application/problem+json",
+    ] {
+        assert!(refused.contains(header), "{header} missing in {refused}");
+    }
+    // X-Forwarded-For from an untrusted peer is ignored: still the same (limited) client.
+    let spoofed = get(
+        &server.addr,
+        "/healthz",
+        "X-Forwarded-For: 203.0.113.50\r\n",
+    );
+    assert!(spoofed.starts_with("HTTP/1.1 429"), "{spoofed}");
+}
+
+#[test]
+fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    let server = start(
+        &[],
+        &[
+            ("EXAMPLEBANK_RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "2"),
+            ("EXAMPLEBANK_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        for _ in 0..2 {
+            let ok = get(
+                &server.addr,
+                "/healthz",
+                &format!("X-Forwarded-For: {client}\r\n"),
+            );
+            assert!(ok.starts_with("HTTP/1.1 200"), "{client}: {ok}");
+        }
+        let refused = get(
+            &server.addr,
+            "/healthz",
+            &format!("X-Forwarded-For: {client}\r\n"),
+        );
+        assert!(refused.starts_with("HTTP/1.1 429"), "{client}: {refused}");
+    }
+}
+
+#[test]
+fn tls_with_a_self_signed_certificate_sends_hsts() {
+    let server = start(&["--tls-self-signed"], &[]);
+    let pem = std::fs::read(server._dir.path().join("tls/self-signed.pem")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = runtime.block_on(async {
+        use rustls::pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        let _ = tls.read_to_string(&mut response).await;
+        response
+    });
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{response}"
+    );
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = get(&server.addr, "/healthz", "");
+    assert!(!plain.contains("200 OK"), "{plain}");
+}
+
+#[test]
+fn tls_flags_must_come_in_pairs() {
+    let output = Command::new(BINARY)
+        .args(["serve", "--tls-cert", "/nonexistent.pem"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tls_cert and tls_key"));
+}
