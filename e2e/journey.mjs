@@ -556,6 +556,9 @@ try {
     }
     await admin.waitForTimeout(500);
     await shot(admin, 'admin');
+    await admin.setViewportSize({ width: 1280, height: 1000 });
+    await shot(admin, 'admin-wide', { scale: 'css' });
+    await admin.setViewportSize(PHONE);
     await admin.reload();
     await admin.locator('table.rules tbody tr').first().waitFor();
     assert.equal(await admin.inputValue('#rule-coffee'), '5', 'the change was stored');

@@ -3,7 +3,7 @@
 
 use crate::settings::Settings;
 use anyhow::Context;
-use crypto::keyring::SigningKeyRing;
+use crypto::keyring::SharedKeyRing;
 use crypto::keystore::KeyStore;
 use crypto::vault::Vault;
 use domain::{Scope, Scopes};
@@ -55,9 +55,9 @@ pub fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
     Ok(keys)
 }
 
-pub fn signing_keys(settings: &Settings) -> anyhow::Result<SigningKeyRing> {
+pub fn signing_keys(settings: &Settings) -> anyhow::Result<SharedKeyRing> {
     let dir = settings.keys_dir().join("signing");
-    SigningKeyRing::load_or_create(&dir)
+    SharedKeyRing::load_or_create(&dir)
         .with_context(|| format!("cannot open the signing keys at {}", dir.display()))
 }
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use crypto::keyring::SigningKeyRing;
+use crypto::keyring::SharedKeyRing;
 use crypto::vault::Vault;
 use domain::Clock;
 use identity::{ClientRegistry, IdentityConfig, IdentityState, LoginThrottle, PasswordHasher};
@@ -23,7 +23,7 @@ pub struct Services {
     pub store: Store,
     pub audit: Arc<audit::AuditLog>,
     pub vault: Arc<Vault>,
-    pub signing: Arc<SigningKeyRing>,
+    pub signing: Arc<SharedKeyRing>,
     pub verifier: Arc<TokenVerifier>,
     pub clients: Arc<ClientRegistry>,
     pub clock: Arc<dyn Clock>,
@@ -55,7 +55,7 @@ impl Services {
         store: Store,
         audit: Arc<audit::AuditLog>,
         vault: Arc<Vault>,
-        signing: SigningKeyRing,
+        signing: SharedKeyRing,
         clients: ClientRegistry,
         clock: Arc<dyn Clock>,
         config: ServicesConfig,
@@ -63,7 +63,7 @@ impl Services {
         let identity = Arc::new(IdentityConfig::new(&config.public_base_url));
         let verifier = Arc::new(
             TokenVerifier::new(
-                signing.verifier(),
+                signing.current().verifier(),
                 identity.issuer.clone(),
                 identity.audience.clone(),
                 store.clone(),
@@ -154,6 +154,10 @@ impl Services {
         let mut handles = vec![tokio::spawn(
             Arc::clone(&self.audit).run_checkpointer(Duration::from_secs(60), shutdown.clone()),
         )];
+        handles.push(tokio::spawn(follow_signing_keys(
+            self.clone(),
+            shutdown.clone(),
+        )));
         if roles.has("rewards") {
             let worker = rewards::RewardWorker::new(
                 self.store.clone(),
@@ -175,6 +179,28 @@ impl Services {
         handles
     }
 
+    /// Picks up signing keys added by `examplebank keys rotate-signing` while this process
+    /// runs: new tokens are signed with the newest key, and tokens signed with older keys in
+    /// the ring keep verifying. Returns true when the keys changed.
+    pub fn reload_signing_keys(&self) -> bool {
+        match self.signing.reload_if_changed() {
+            Ok(true) => {
+                self.verifier
+                    .replace_keys(self.signing.current().verifier());
+                tracing::info!(
+                    kid = self.signing.current().active().kid(),
+                    "signing keys reloaded"
+                );
+                true
+            }
+            Ok(false) => false,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot reload the signing keys");
+                false
+            }
+        }
+    }
+
     pub fn erasure_worker(&self) -> erasure::ErasureWorker {
         erasure::ErasureWorker::new(
             self.store.clone(),
@@ -183,6 +209,19 @@ impl Services {
             Arc::clone(&self.clock),
             self.retention.clone(),
         )
+    }
+}
+
+/// Picks up signing keys added by `examplebank keys rotate-signing` while this process runs:
+/// new tokens are signed with the newest key, and tokens signed with older keys in the ring
+/// keep verifying.
+async fn follow_signing_keys(services: Services, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+        services.reload_signing_keys();
     }
 }
 

@@ -2,6 +2,7 @@
 //! no outside service. Authorization code + PKCE (S256 only) for people, client credentials
 //! for services, refresh-token rotation with reuse detection, no password grant.
 
+mod admin;
 mod authorize;
 mod clients;
 mod hasher;
@@ -18,7 +19,7 @@ pub use throttle::LoginThrottle;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
-use crypto::keyring::SigningKeyRing;
+use crypto::keyring::SharedKeyRing;
 use crypto::vault::Vault;
 use domain::Clock;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ impl IdentityConfig {
 pub struct IdentityState {
     pub store: Store,
     pub audit: Arc<audit::AuditLog>,
-    pub keys: Arc<SigningKeyRing>,
+    pub keys: Arc<SharedKeyRing>,
     pub vault: Arc<Vault>,
     pub verifier: Arc<TokenVerifier>,
     pub clients: Arc<ClientRegistry>,
@@ -91,6 +92,11 @@ pub fn router(state: IdentityState) -> Router {
             get(userinfo::userinfo).post(userinfo::userinfo),
         )
         .route("/identity/v1/password", post(userinfo::change_password))
+        .route(
+            "/admin/v1/accounts/{id}/status",
+            axum::routing::put(admin::set_account_status),
+        )
+        .route("/admin/v1/audit", get(admin::audit_status))
         .route("/identity/v1/style.css", get(|| async { pages::style() }))
         .with_state(state)
 }

@@ -358,7 +358,11 @@ fn token_body(
     if let Some(sid) = session {
         claims["sid"] = json!(sid);
     }
-    let access = crypto::jws::sign(state.keys.active(), web::auth::ACCESS_TOKEN_TYPE, &claims);
+    let access = crypto::jws::sign(
+        state.keys.current().active(),
+        web::auth::ACCESS_TOKEN_TYPE,
+        &claims,
+    );
     json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -385,7 +389,7 @@ fn id_token(
     if let Some(nonce) = nonce {
         claims["nonce"] = json!(nonce);
     }
-    crypto::jws::sign(state.keys.active(), "JWT", &claims)
+    crypto::jws::sign(state.keys.current().active(), "JWT", &claims)
 }
 
 /// RFC 7009: always 200 for a well-formed request, whether or not the token was known.

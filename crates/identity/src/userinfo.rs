@@ -37,7 +37,7 @@ pub async fn discovery(State(state): State<IdentityState>) -> Response {
 }
 
 pub async fn jwks(State(state): State<IdentityState>) -> Response {
-    Json(state.keys.jwks()).into_response()
+    Json(state.keys.current().jwks()).into_response()
 }
 
 /// Claims about the signed-in person, decrypted with their own key.

@@ -148,7 +148,7 @@ impl TestApp {
     ) -> Self {
         let keys_dir = keys_dir.to_owned();
         let (keys, _) = crypto::keystore::KeyStore::open(&keys_dir, None, true).expect("key store");
-        let signing = crypto::keyring::SigningKeyRing::load_or_create(&keys_dir.join("signing"))
+        let signing = crypto::keyring::SharedKeyRing::load_or_create(&keys_dir.join("signing"))
             .expect("signing keys");
         let clock = OffsetClock::default();
         let audit = Arc::new(

@@ -108,7 +108,7 @@ async fn c2_hs256_tokens_keyed_with_the_public_key_are_refused(app: TestApp) {
     let person = app.person().await;
     let token = person.token();
     let claims = claims_of(token);
-    let active = app.services.signing.active();
+    let active = &app.services.signing.current().active().clone();
     let public = active.verifying_key().to_bytes();
     let served = app
         .send(
@@ -173,10 +173,17 @@ async fn c2_hs256_tokens_keyed_with_the_public_key_are_refused(app: TestApp) {
 async fn c4_tokens_that_bring_their_own_key_are_refused(app: TestApp) {
     let person = app.person().await;
     let claims = claims_of(person.token());
-    let server_kid = app.services.signing.active().kid().to_owned();
+    let server_kid = &app
+        .services
+        .signing
+        .current()
+        .active()
+        .clone()
+        .kid()
+        .to_owned();
     let attacker = crypto::jws::SigningKey::generate();
     let attacker_key = dalek(&attacker);
-    let server_key = dalek(app.services.signing.active());
+    let server_key = dalek(&app.services.signing.current().active().clone());
 
     // A listener nobody should ever connect to: if the server fetched a key URL, the
     // connection would be waiting in its backlog by the time the response arrived.
@@ -216,7 +223,7 @@ async fn c4_tokens_that_bring_their_own_key_are_refused(app: TestApp) {
     // The key-bringing headers are refused even on a token the server's own key signed.
     for (name, value) in [
         ("jwk", attacker.public_jwk()),
-        ("jwk", app.services.signing.active().public_jwk()),
+        ("jwk", app.services.signing.current().active().public_jwk()),
         ("jku", json!(watched)),
         ("x5u", json!(watched)),
         ("x5c", json!(["MIIB"])),

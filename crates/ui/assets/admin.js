@@ -4,7 +4,7 @@
 
 import { call, describe, get, isMissing } from './api.js';
 import { isSignedIn, logout, onSessionEnded, resume, SessionEnded, startSignIn } from './auth.js';
-import { $, categoryLabel, fill, h, statusLine, withProgress } from './dom.js';
+import { $, categoryLabel, fill, formatDate, h, statusLine, withProgress } from './dom.js';
 import { renderJson } from './render-json.js';
 
 const main = $('#admin');
@@ -16,6 +16,7 @@ const OPTIONAL_PANELS = [
     path: '/admin/v1/requests',
     title: 'Data-subject requests',
     explain: 'Requests from people (access, erasure, restriction, objection) with the date each must be answered by.',
+    render: requestsView,
   },
   {
     id: 'analytics',
@@ -29,8 +30,61 @@ const OPTIONAL_PANELS = [
     path: '/admin/v1/audit',
     title: 'Audit chain',
     explain: 'Whether the tamper-evident audit log still verifies from start to end.',
+    render: auditView,
   },
 ];
+
+/** The request queue: overdue first (the server's order), one row per request. */
+function requestsView(data) {
+  if (!Array.isArray(data)) return renderJson(data);
+  if (data.length === 0) return h('p', { class: 'muted' }, 'No requests yet.');
+  const when = (iso) => (iso ? h('time', { datetime: String(iso) }, formatDate(iso)) : h('span', { class: 'muted' }, '—'));
+  return h(
+    'div',
+    { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Data-subject requests' },
+    h(
+      'table',
+      { class: 'data requests-table' },
+      h(
+        'thead',
+        {},
+        h('tr', {}, ['Request', 'Kind', 'Status', 'Received', 'Due by', 'Completed'].map((c) => h('th', { scope: 'col' }, c))),
+      ),
+      h(
+        'tbody',
+        {},
+        data.map((r) =>
+          h(
+            'tr',
+            { class: r.overdue ? 'overdue' : null },
+            h('td', { class: 'mono', title: String(r.id ?? '') }, String(r.id ?? '').slice(0, 8)),
+            h('td', {}, String(r.kind ?? '')),
+            h('td', {}, h('span', { class: ['badge', r.overdue ? 'late' : `status-${String(r.status ?? '').replace(/[^a-z-]/g, '')}`] }, r.overdue ? 'overdue' : String(r.status ?? ''))),
+            h('td', { class: 'when' }, when(r.receivedAt)),
+            h('td', { class: 'when' }, when(r.dueAt)),
+            h('td', { class: 'when' }, when(r.completedAt)),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+/** The audit chain: intact or not, and how much of it was checked. */
+function auditView(data) {
+  if (!data || typeof data !== 'object' || !('intact' in data)) return renderJson(data);
+  const rest = { ...data };
+  delete rest.intact;
+  delete rest.problem;
+  return h(
+    'div',
+    {},
+    data.intact
+      ? h('p', { class: 'status ok' }, 'The chain is intact: every entry verifies.')
+      : h('p', { class: 'status error', role: 'alert' }, `The chain does not verify: ${data.problem ?? 'unknown problem'}. Investigate before trusting the log.`),
+    renderJson(rest),
+  );
+}
 
 /** Analytics cells as one table: month, category, people, charges and the amount bands. */
 function analyticsView(data) {

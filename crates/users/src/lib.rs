@@ -31,7 +31,7 @@ pub struct UsersState {
     pub store: Store,
     pub audit: Arc<audit::AuditLog>,
     /// Signs consent and erasure receipts; verifiable against the JWKS.
-    pub signing: Arc<crypto::keyring::SigningKeyRing>,
+    pub signing: Arc<crypto::keyring::SharedKeyRing>,
     /// The issuer named in receipts (the public base URL).
     pub issuer: String,
     pub vault: Arc<Vault>,
@@ -63,7 +63,7 @@ pub(crate) fn receipt(
     claims["sub"] = serde_json::json!(subject);
     claims["iat"] = serde_json::json!(state.clock.now_secs());
     claims["jti"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
-    crypto::jws::sign(state.signing.active(), typ, &claims)
+    crypto::jws::sign(state.signing.current().active(), typ, &claims)
 }
 
 /// Records a privacy event about the person themself.

@@ -107,13 +107,13 @@ pub fn ed25519(key: &ed25519_dalek::SigningKey) -> impl FnOnce(&[u8]) -> Vec<u8>
 
 /// Signs with the server's active signing key.
 pub fn server_signed(app: &TestApp, header: &Value, claims: &Value) -> String {
-    let key = dalek(app.services.signing.active());
+    let key = dalek(&app.services.signing.current().active().clone());
     craft(header, claims, ed25519(&key))
 }
 
 /// The header the server itself puts on access tokens.
 pub fn server_header(app: &TestApp) -> Value {
-    json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": app.services.signing.active().kid() })
+    json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": &app.services.signing.current().active().clone().kid() })
 }
 
 /// Asserts a 401 problem with a Bearer challenge.
