@@ -6,6 +6,7 @@ pub mod commands;
 pub mod demo;
 pub mod net;
 pub mod roles;
+pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
