@@ -91,12 +91,12 @@ async function dismissNotes(page) {
   await page.locator('.note').first().waitFor({ state: 'detached', timeout: 2_000 }).catch(() => {});
 }
 
-async function shot(page, name, { keepNotes = false, scale = 'device' } = {}) {
+async function shot(page, name, { keepNotes = false, scale = 'device', fullPage = false } = {}) {
   mkdirSync(SHOTS, { recursive: true });
   if (!keepNotes) await dismissNotes(page);
   // Let transitions and the notification drop-in settle.
   await page.waitForTimeout(350);
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), animations: 'disabled', caret: 'hide', scale });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), animations: 'disabled', caret: 'hide', scale, fullPage });
 }
 
 async function note(page, pattern, timeout = 10_000) {
@@ -156,6 +156,7 @@ try {
     restriction: await routeExists('PUT', '/bank/v1/users/self/restriction'),
     requests: await routeExists('GET', '/bank/v1/users/self/requests'),
     adminRequests: await routeExists('GET', '/admin/v1/requests'),
+    audit: await routeExists('GET', '/admin/v1/audit'),
   };
   console.log(`# server at ${BASE}; endpoints present: ${JSON.stringify(has)}`);
 
@@ -553,11 +554,13 @@ try {
     await admin.locator('#panel-outbox dl.stats').waitFor();
     if (has.adminRequests) {
       await admin.locator('#panel-requests:not([hidden]) table').waitFor();
+      assert.ok((await admin.locator('#panel-requests td', { hasText: 'erasure' }).count()) > 0, 'the erasure is in the queue');
     }
+    if (has.audit) await admin.locator('#panel-audit:not([hidden])', { hasText: 'intact' }).waitFor();
     await admin.waitForTimeout(500);
     await shot(admin, 'admin');
     await admin.setViewportSize({ width: 1280, height: 1000 });
-    await shot(admin, 'admin-wide', { scale: 'css' });
+    await shot(admin, 'admin-wide', { scale: 'css', fullPage: true });
     await admin.setViewportSize(PHONE);
     await admin.reload();
     await admin.locator('table.rules tbody tr').first().waitFor();

@@ -26,7 +26,11 @@ pub struct Route {
 }
 
 const fn route(method: &'static str, path: &'static str, access: Access) -> Route {
-    Route { method, path, access }
+    Route {
+        method,
+        path,
+        access,
+    }
 }
 
 use Access::{Account, Admin, Person, Public, RewardsOrAdmin};

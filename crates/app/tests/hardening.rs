@@ -212,3 +212,15 @@ fn tls_flags_must_come_in_pairs() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("tls_cert and tls_key"));
 }
+
+#[test]
+fn cors_is_off_unless_origins_are_allowed() {
+    let closed = start(&[], &[]);
+    let answer = get(&closed.addr, "/healthz", "Origin: https://evil.example\r\n").to_ascii_lowercase();
+    assert!(!answer.contains("access-control-allow-origin"), "{answer}");
+    let open = start(&[], &[("EXAMPLEBANK_CORS_ALLOWED_ORIGINS", "https://app.example.org")]);
+    let allowed = get(&open.addr, "/healthz", "Origin: https://app.example.org\r\n").to_ascii_lowercase();
+    assert!(allowed.contains("access-control-allow-origin: https://app.example.org"), "{allowed}");
+    let other = get(&open.addr, "/healthz", "Origin: https://evil.example\r\n").to_ascii_lowercase();
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
+}

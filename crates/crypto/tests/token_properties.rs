@@ -20,7 +20,13 @@ fn setup() -> (SigningKey, Verifier, String) {
 }
 
 fn expectations() -> Expectations<'static> {
-    Expectations { typ: "at+jwt", issuer: "https://bank.test", audience: "examplebank", now: 1_000_000, leeway: 5 }
+    Expectations {
+        typ: "at+jwt",
+        issuer: "https://bank.test",
+        audience: "examplebank",
+        now: 1_000_000,
+        leeway: 5,
+    }
 }
 
 proptest! {

@@ -39,12 +39,16 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/bank/v1/users") => Some(json!({"consentGiven": true})),
         ("PUT", "/bank/v1/users/self") => Some(json!({"consentGiven": true})),
         ("PUT", "/bank/v1/users/self/consents/{purpose}") => Some(json!({"granted": true})),
-        ("POST", "/bank/v1/transactions") => Some(json!({"transactionName": "Shop", "category": "other", "amount": "1.00"})),
+        ("POST", "/bank/v1/transactions") => {
+            Some(json!({"transactionName": "Shop", "category": "other", "amount": "1.00"}))
+        }
         ("POST", "/bank/v1/points/redemptions") => Some(json!({"points": 1})),
         ("PUT", "/bank/v1/transactions/reward/{id}") => Some(json!({"pointsEarned": 1})),
         ("PUT", "/admin/v1/reward-rules/{category}") => Some(json!({"pointsPerUnit": 1})),
         ("PUT", "/admin/v1/accounts/{id}/status") => Some(json!({"status": "active"})),
-        ("POST", "/identity/v1/password") => Some(json!({"currentPassword": "x", "newPassword": "y"})),
+        ("POST", "/identity/v1/password") => {
+            Some(json!({"currentPassword": "x", "newPassword": "y"}))
+        }
         ("POST", "/identity/v1/signup") => Some(json!({})),
         _ => None,
     }
@@ -52,12 +56,19 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
-    let app = TestApp::new(examplebank_testkit::Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(examplebank_testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     let owner = app.person().await;
     let other = app.person().await;
     let bystander = app.person().await;
-    app.charge(owner.token(), "Owner Secret Shop", "fuel", json!("12.00")).await.expect(StatusCode::NO_CONTENT);
-    let owner_tx = app.get("/bank/v1/transactions", owner.token()).await.json()[0]["transactionId"].as_str().unwrap().to_owned();
+    app.charge(owner.token(), "Owner Secret Shop", "fuel", json!("12.00"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let owner_tx = app.get("/bank/v1/transactions", owner.token()).await.json()[0]["transactionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let admin = app.admin_token().await;
     let service = app.service_token().await;
     let mut checked = 0;
@@ -70,7 +81,13 @@ async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
             .replace("/reward/{id}", &format!("/reward/{owner_tx}"))
             .replace("/transactions/{id}", &format!("/transactions/{owner_tx}"))
             .replace("/accounts/{id}", &format!("/accounts/{}", bystander.id));
-        for caller in [Caller::Nobody, Caller::Service, Caller::Admin, Caller::OtherPerson, Caller::Owner] {
+        for caller in [
+            Caller::Nobody,
+            Caller::Service,
+            Caller::Admin,
+            Caller::OtherPerson,
+            Caller::Owner,
+        ] {
             let token = match caller {
                 Caller::Nobody => None,
                 Caller::Owner => Some(owner.token()),
@@ -79,8 +96,13 @@ async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
                 Caller::Service => Some(service.as_str()),
             };
             let method = Method::from_bytes(route.method.as_bytes()).unwrap();
-            let response = app.call(method, &path, token, body_for(route.method, route.path)).await;
-            let refused = matches!(response.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+            let response = app
+                .call(method, &path, token, body_for(route.method, route.path))
+                .await;
+            let refused = matches!(
+                response.status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            );
             let expected = allowed(route.access, caller);
             assert_eq!(
                 !refused,
@@ -91,32 +113,63 @@ async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
                 response.status,
                 response.text()
             );
-            assert!(!response.status.is_server_error(), "{} {path} as {caller:?}: {}", route.method, response.status);
+            assert!(
+                !response.status.is_server_error(),
+                "{} {path} as {caller:?}: {}",
+                route.method,
+                response.status
+            );
             if refused {
-                assert_eq!(response.header("content-type"), Some("application/problem+json"));
+                assert_eq!(
+                    response.header("content-type"),
+                    Some("application/problem+json")
+                );
             }
             if response.status == StatusCode::UNAUTHORIZED {
-                assert!(response.header("www-authenticate").is_some(), "{} {path}", route.method);
+                assert!(
+                    response.header("www-authenticate").is_some(),
+                    "{} {path}",
+                    route.method
+                );
             }
             // Nobody but the owner ever sees the owner's data.
             if caller != Caller::Owner {
                 let text = response.text();
-                assert!(!text.contains("Owner Secret Shop"), "{} {path} as {caller:?} leaked the merchant", route.method);
-                assert!(!text.contains(&owner.username), "{} {path} as {caller:?} leaked the username", route.method);
+                assert!(
+                    !text.contains("Owner Secret Shop"),
+                    "{} {path} as {caller:?} leaked the merchant",
+                    route.method
+                );
+                assert!(
+                    !text.contains(&owner.username),
+                    "{} {path} as {caller:?} leaked the username",
+                    route.method
+                );
             }
             checked += 1;
         }
     }
     assert_eq!(checked, ROUTES.len() * 5);
     // Another person's transaction is simply not there for them (C17).
-    app.get(&format!("/bank/v1/transactions/{owner_tx}"), other.token()).await.expect_problem(StatusCode::NOT_FOUND);
+    app.get(&format!("/bank/v1/transactions/{owner_tx}"), other.token())
+        .await
+        .expect_problem(StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn an_unknown_route_is_not_found_for_everyone() {
-    let app = TestApp::new(examplebank_testkit::Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(examplebank_testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     let admin = app.admin_token().await;
-    for path in ["/bank/v1/admin", "/admin/v1/users", "/bank/v2/transactions", "/identity/v1/admin"] {
-        app.call(Method::GET, path, Some(&admin), None).await.expect_problem(StatusCode::NOT_FOUND);
+    for path in [
+        "/bank/v1/admin",
+        "/admin/v1/users",
+        "/bank/v2/transactions",
+        "/identity/v1/admin",
+    ] {
+        app.call(Method::GET, path, Some(&admin), None)
+            .await
+            .expect_problem(StatusCode::NOT_FOUND);
     }
 }

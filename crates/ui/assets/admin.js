@@ -12,6 +12,13 @@ const who = $('#who');
 
 const OPTIONAL_PANELS = [
   {
+    id: 'audit',
+    path: '/admin/v1/audit',
+    title: 'Audit chain',
+    explain: 'Whether the tamper-evident audit log still verifies from start to end.',
+    render: auditView,
+  },
+  {
     id: 'requests',
     path: '/admin/v1/requests',
     title: 'Data-subject requests',
@@ -24,13 +31,6 @@ const OPTIONAL_PANELS = [
     title: 'Anonymised analytics',
     explain: 'Spending per category and month, from people who consented, in groups of at least five.',
     render: analyticsView,
-  },
-  {
-    id: 'audit',
-    path: '/admin/v1/audit',
-    title: 'Audit chain',
-    explain: 'Whether the tamper-evident audit log still verifies from start to end.',
-    render: auditView,
   },
 ];
 

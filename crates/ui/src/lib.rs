@@ -41,7 +41,6 @@ static ASSETS: &[Asset] = assets![
     "policy.js",
     "render-json.js",
     "signup.js",
-    "icon-alert.svg",
     "icon-bag.svg",
     "icon-bank.svg",
     "icon-bowl.svg",
