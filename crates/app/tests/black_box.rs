@@ -106,8 +106,15 @@ fn assert_log_is_clean(log: &Path) {
     // Nothing shaped like a token or secret: no run of 40 or more base64url characters.
     let mut run = 0;
     for c in text.chars() {
-        run = if c.is_ascii_alphanumeric() || c == '_' || c == '-' { run + 1 } else { 0 };
-        assert!(run < 40, "the server log contains something shaped like a token");
+        run = if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            run + 1
+        } else {
+            0
+        };
+        assert!(
+            run < 40,
+            "the server log contains something shaped like a token"
+        );
     }
     // Every line is JSON (the default log format).
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

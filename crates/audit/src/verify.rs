@@ -127,7 +127,7 @@ pub async fn verify(
             ));
             return Ok(report);
         }
-        if !by_seq.get(&file.seq).is_some_and(|c| c.hash == file.hash) {
+        if by_seq.get(&file.seq).is_none_or(|c| c.hash != file.hash) {
             let entries = store.audit_entries(file.seq - 1, 1).await?;
             if entries.first().is_none_or(|e| e.hash != file.hash) {
                 report.problem = Some(format!(

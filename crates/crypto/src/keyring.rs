@@ -195,6 +195,55 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A signing key ring that follows its file: `examplebank keys rotate-signing`, run beside a
+/// live server, adds a key; the server picks it up on its next reload and signs with it, while
+/// tokens signed with the older keys keep verifying until those keys leave the ring.
+pub struct SharedKeyRing {
+    dir: std::path::PathBuf,
+    current: std::sync::RwLock<std::sync::Arc<SigningKeyRing>>,
+    stamp: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
+}
+
+impl SharedKeyRing {
+    pub fn load_or_create(dir: &Path) -> Result<Self, CryptoError> {
+        let ring = SigningKeyRing::load_or_create(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            current: std::sync::RwLock::new(std::sync::Arc::new(ring)),
+            stamp: std::sync::Mutex::new(file_stamp(dir)),
+        })
+    }
+
+    pub fn current(&self) -> std::sync::Arc<SigningKeyRing> {
+        match self.current.read() {
+            Ok(guard) => std::sync::Arc::clone(&guard),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Reloads the ring when its file changed. Returns true when it did.
+    pub fn reload_if_changed(&self) -> Result<bool, CryptoError> {
+        let stamp = file_stamp(&self.dir);
+        let Ok(mut last) = self.stamp.lock() else {
+            return Ok(false);
+        };
+        if *last == stamp {
+            return Ok(false);
+        }
+        let ring = SigningKeyRing::load_or_create(&self.dir)?;
+        if let Ok(mut current) = self.current.write() {
+            *current = std::sync::Arc::new(ring);
+        }
+        *last = stamp;
+        Ok(true)
+    }
+}
+
+fn file_stamp(dir: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(file_path(dir)).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -304,53 +353,4 @@ mod tests {
         std::fs::write(&path, dup).unwrap();
         assert!(SigningKeyRing::load_or_create(tmp.path()).is_err());
     }
-}
-
-/// A signing key ring that follows its file: `examplebank keys rotate-signing`, run beside a
-/// live server, adds a key; the server picks it up on its next reload and signs with it, while
-/// tokens signed with the older keys keep verifying until those keys leave the ring.
-pub struct SharedKeyRing {
-    dir: std::path::PathBuf,
-    current: std::sync::RwLock<std::sync::Arc<SigningKeyRing>>,
-    stamp: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
-}
-
-impl SharedKeyRing {
-    pub fn load_or_create(dir: &Path) -> Result<Self, CryptoError> {
-        let ring = SigningKeyRing::load_or_create(dir)?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            current: std::sync::RwLock::new(std::sync::Arc::new(ring)),
-            stamp: std::sync::Mutex::new(file_stamp(dir)),
-        })
-    }
-
-    pub fn current(&self) -> std::sync::Arc<SigningKeyRing> {
-        match self.current.read() {
-            Ok(guard) => std::sync::Arc::clone(&guard),
-            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Reloads the ring when its file changed. Returns true when it did.
-    pub fn reload_if_changed(&self) -> Result<bool, CryptoError> {
-        let stamp = file_stamp(&self.dir);
-        let Ok(mut last) = self.stamp.lock() else {
-            return Ok(false);
-        };
-        if *last == stamp {
-            return Ok(false);
-        }
-        let ring = SigningKeyRing::load_or_create(&self.dir)?;
-        if let Ok(mut current) = self.current.write() {
-            *current = std::sync::Arc::new(ring);
-        }
-        *last = stamp;
-        Ok(true)
-    }
-}
-
-fn file_stamp(dir: &Path) -> Option<(std::time::SystemTime, u64)> {
-    let meta = std::fs::metadata(file_path(dir)).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
