@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod commands;
 pub mod demo;
 pub mod net;
+pub mod openapi;
 pub mod roles;
 pub mod routes;
 pub mod server;

@@ -110,7 +110,8 @@ impl Services {
     pub fn router(&self, roles: &Roles) -> Router {
         let mut router = Router::new()
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(self.store.clone()));
+            .route("/readyz", get(readyz).with_state(self.store.clone()))
+            .merge(crate::openapi::router());
         if roles.has("identity") {
             router = router.merge(identity::router(self.identity_state()));
         }

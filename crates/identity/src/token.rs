@@ -11,7 +11,7 @@ use axum::Json;
 use domain::{Scope, Scopes};
 use serde::Deserialize;
 use serde_json::json;
-use store::{ConsumedCode, RotationOutcome};
+use store::{CodeExchange, RotationOutcome};
 use web::ApiError;
 
 #[derive(Deserialize, Default)]
@@ -150,9 +150,29 @@ async fn exchange_code(
         .ok_or_else(|| invalid_grant("code is missing"))?;
     let code_hash = crypto::secrets::sha256_hex(code.as_bytes());
     let now = state.clock.now_secs();
-    let grant = match state.store.consume_auth_code(&code_hash, now).await? {
-        ConsumedCode::Fresh(grant) => grant,
-        ConsumedCode::Replayed => {
+    let family_id = uuid::Uuid::new_v4().to_string();
+    let refresh = crypto::secrets::random_token();
+    let refresh_hash = crypto::secrets::sha256_hex(refresh.as_bytes());
+    let seed = store::SessionSeed {
+        family_id: &family_id,
+        refresh_hash: &refresh_hash,
+        refresh_expires_at: now + state.config.refresh_token_seconds,
+        now,
+    };
+    let verifier = form.code_verifier.as_deref().unwrap_or("");
+    let redirect_uri = form.redirect_uri.as_deref();
+    let accept = |grant: &store::CodeGrant| {
+        grant.client_id == client.id
+            && redirect_uri == Some(grant.redirect_uri.as_str())
+            && grant.expires_at > now
+            && crypto::secrets::pkce_s256_matches(verifier, &grant.code_challenge)
+    };
+    let grant = match state.store.exchange_code(&code_hash, &seed, accept).await? {
+        CodeExchange::Exchanged(grant) => grant,
+        CodeExchange::Refused => {
+            return Err(invalid_grant("the code is not valid for this request"))
+        }
+        CodeExchange::Replayed => {
             tracing::warn!("authorization code replayed; its session was revoked");
             state
                 .audit
@@ -165,31 +185,8 @@ async fn exchange_code(
                 .await;
             return Err(invalid_grant("the code was already used"));
         }
-        ConsumedCode::Unknown => return Err(invalid_grant("the code is not valid")),
+        CodeExchange::Unknown => return Err(invalid_grant("the code is not valid")),
     };
-    let verifier = form.code_verifier.as_deref().unwrap_or("");
-    if grant.client_id != client.id
-        || form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str())
-        || grant.expires_at <= now
-        || !crypto::secrets::pkce_s256_matches(verifier, &grant.code_challenge)
-    {
-        return Err(invalid_grant("the code is not valid for this request"));
-    }
-    let family_id = uuid::Uuid::new_v4().to_string();
-    let refresh = crypto::secrets::random_token();
-    state
-        .store
-        .start_session(&store::NewSession {
-            family_id: &family_id,
-            account_id: &grant.account_id,
-            client_id: &client.id,
-            scope: &grant.scope,
-            code_hash: Some(&code_hash),
-            refresh_hash: &crypto::secrets::sha256_hex(refresh.as_bytes()),
-            refresh_expires_at: now + state.config.refresh_token_seconds,
-            now,
-        })
-        .await?;
     let scopes = Scopes::parse(&grant.scope).unwrap_or_default();
     let mut body = token_body(
         state,

@@ -53,19 +53,11 @@ impl Store {
         due_at: i64,
     ) -> Result<(PrivacyRequest, bool)> {
         let mut tx = self.writer.begin().await?;
-        let pending = sqlx::query(
-            "SELECT id, kind, status, received_at, due_at, completed_at FROM privacy_requests \
-             WHERE user_id = $1 AND kind = 'erasure' AND status = 'pending'",
-        )
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = pending {
-            return Ok((request_from(&row)?, false));
-        }
-        sqlx::query(
+        // The partial unique index makes this atomic: of many concurrent requests, one inserts.
+        let inserted = sqlx::query(
             "INSERT INTO privacy_requests (id, user_id, kind, status, received_at, run_after, due_at) \
-             VALUES ($1, $2, 'erasure', 'pending', $3, $4, $5)",
+             VALUES ($1, $2, 'erasure', 'pending', $3, $4, $5) \
+             ON CONFLICT (user_id) WHERE kind = 'erasure' AND status = 'pending' DO NOTHING",
         )
         .bind(request_id)
         .bind(user_id)
@@ -75,6 +67,16 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from_write)?;
+        if inserted.rows_affected() == 0 {
+            let row = sqlx::query(
+                "SELECT id, kind, status, received_at, due_at, completed_at FROM privacy_requests \
+                 WHERE user_id = $1 AND kind = 'erasure' AND status = 'pending'",
+            )
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok((request_from(&row)?, false));
+        }
         sqlx::query("UPDATE bank_users SET erasure_requested_at = $2 WHERE id = $1")
             .bind(user_id)
             .bind(now)

@@ -63,12 +63,23 @@ pub struct CodeGrant {
 }
 
 #[derive(Debug)]
-pub enum ConsumedCode {
-    /// First use of a live code.
-    Fresh(CodeGrant),
-    /// The code was used before: whatever it produced has been revoked.
+pub enum CodeExchange {
+    /// First use of a live code that passed the checks: its session has started.
+    Exchanged(CodeGrant),
+    /// First use, but the checks failed: the code is used up and no session started.
+    Refused,
+    /// The code was used before: the session it started has been revoked.
     Replayed,
     Unknown,
+}
+
+/// What the session started by a code exchange will be.
+#[derive(Clone, Copy)]
+pub struct SessionSeed<'a> {
+    pub family_id: &'a str,
+    pub refresh_hash: &'a str,
+    pub refresh_expires_at: i64,
+    pub now: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +100,7 @@ pub enum RotationOutcome {
 
 /// A login session: a refresh-token family and its first token.
 #[derive(Clone, Copy)]
-pub struct NewSession<'a> {
+struct NewSession<'a> {
     pub family_id: &'a str,
     pub account_id: &'a str,
     pub client_id: &'a str,
@@ -235,91 +246,70 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a code used, once. A second use revokes the session the first use created.
-    pub async fn consume_auth_code(&self, code_hash: &str, now: i64) -> Result<ConsumedCode> {
+    /// Uses a code, once, and starts its session in the same database transaction, so a
+    /// replay racing the first use always finds the session to revoke. `accept` checks the
+    /// grant (client, redirect, expiry, PKCE); a refused code stays used.
+    pub async fn exchange_code(
+        &self,
+        code_hash: &str,
+        seed: &SessionSeed<'_>,
+        accept: impl FnOnce(&CodeGrant) -> bool,
+    ) -> Result<CodeExchange> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
              RETURNING client_id, account_id, redirect_uri, scope, code_challenge, nonce, expires_at",
         )
         .bind(code_hash)
-        .bind(now)
+        .bind(seed.now)
         .fetch_optional(&mut *tx)
         .await?;
         let outcome = match row {
-            Some(row) => ConsumedCode::Fresh(CodeGrant {
-                client_id: get_string(&row, "client_id")?,
-                account_id: get_string(&row, "account_id")?,
-                redirect_uri: get_string(&row, "redirect_uri")?,
-                scope: get_string(&row, "scope")?,
-                code_challenge: get_string(&row, "code_challenge")?,
-                nonce: get_opt_string(&row, "nonce")?,
-                expires_at: get_i64(&row, "expires_at")?,
-            }),
+            Some(row) => {
+                let grant = CodeGrant {
+                    client_id: get_string(&row, "client_id")?,
+                    account_id: get_string(&row, "account_id")?,
+                    redirect_uri: get_string(&row, "redirect_uri")?,
+                    scope: get_string(&row, "scope")?,
+                    code_challenge: get_string(&row, "code_challenge")?,
+                    nonce: get_opt_string(&row, "nonce")?,
+                    expires_at: get_i64(&row, "expires_at")?,
+                };
+                if accept(&grant) {
+                    let session = NewSession {
+                        family_id: seed.family_id,
+                        account_id: &grant.account_id,
+                        client_id: &grant.client_id,
+                        scope: &grant.scope,
+                        code_hash: Some(code_hash),
+                        refresh_hash: seed.refresh_hash,
+                        refresh_expires_at: seed.refresh_expires_at,
+                        now: seed.now,
+                    };
+                    start_session_in(&mut tx, &session).await?;
+                    CodeExchange::Exchanged(grant)
+                } else {
+                    CodeExchange::Refused
+                }
+            }
             None => {
                 let used = sqlx::query("SELECT family_id FROM auth_codes WHERE code_hash = $1")
                     .bind(code_hash)
                     .fetch_optional(&mut *tx)
                     .await?;
                 match used {
-                    None => ConsumedCode::Unknown,
+                    None => CodeExchange::Unknown,
                     Some(row) => {
                         if let Some(family) = get_opt_string(&row, "family_id")? {
-                            revoke_family_in(&mut tx, &family, "code_replayed", now).await?;
+                            revoke_family_in(&mut tx, &family, "code_replayed", seed.now).await?;
                         }
-                        ConsumedCode::Replayed
+                        CodeExchange::Replayed
                     }
                 }
             }
         };
         tx.commit().await?;
         Ok(outcome)
-    }
-
-    /// Starts a refresh-token family (one login session) with its first token.
-    pub async fn start_session(&self, session: &NewSession<'_>) -> Result<()> {
-        let NewSession {
-            family_id,
-            account_id,
-            client_id,
-            scope,
-            code_hash,
-            refresh_hash,
-            refresh_expires_at,
-            now,
-        } = *session;
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO token_families (id, account_id, client_id, scope, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(family_id)
-        .bind(account_id)
-        .bind(client_id)
-        .bind(scope)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_write)?;
-        if let Some(code_hash) = code_hash {
-            sqlx::query("UPDATE auth_codes SET family_id = $2 WHERE code_hash = $1")
-                .bind(code_hash)
-                .bind(family_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(refresh_hash)
-        .bind(family_id)
-        .bind(now)
-        .bind(refresh_expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Exchanges a refresh token for a new one in the same family, exactly once. Any later
@@ -472,6 +462,42 @@ async fn revoke_family_in(
     .bind(family_id)
     .bind(now)
     .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Starts a refresh-token family (one login session) with its first token.
+async fn start_session_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    session: &NewSession<'_>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO token_families (id, account_id, client_id, scope, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(session.family_id)
+    .bind(session.account_id)
+    .bind(session.client_id)
+    .bind(session.scope)
+    .bind(session.now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_write)?;
+    if let Some(code_hash) = session.code_hash {
+        sqlx::query("UPDATE auth_codes SET family_id = $2 WHERE code_hash = $1")
+            .bind(code_hash)
+            .bind(session.family_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session.refresh_hash)
+    .bind(session.family_id)
+    .bind(session.now)
+    .bind(session.refresh_expires_at)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -19,8 +19,8 @@ pub use analytics::AnalyticsCell;
 pub use audit::{AuditCheckpoint, AuditRecord, NewAuditEntry, GENESIS_HASH};
 pub use erasure::{band_of, ErasureWork, PrivacyRequest, BAND_LIMITS};
 pub use identity::{
-    AccountAuth, AccountRecord, CodeGrant, ConsumedCode, NewAccount, NewAuthCode, NewSession,
-    RotatedRefresh, RotationOutcome, SessionState,
+    AccountAuth, AccountRecord, CodeExchange, CodeGrant, NewAccount, NewAuthCode, RotatedRefresh,
+    RotationOutcome, SessionSeed, SessionState,
 };
 pub use migrate::{migration_names, Backend, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use outbox::{OutboxEvent, OutboxStats, ParkedEvent};

@@ -1295,7 +1295,7 @@ examplebank_testkit::both_backends!(
     the_jwks_publishes_the_signing_key,
 );
 
-/// Tests that reveal a bug in product code: ignored until it is fixed, on both backends.
+/// Races that once revealed a bug (a replayed code racing its first exchange), on both backends.
 mod bugs {
     use examplebank_testkit::{Backend, TestApp};
 
@@ -1303,7 +1303,6 @@ mod bugs {
         use super::*;
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "BUG: a code replayed while its first exchange is still running does not revoke the session (store/src/identity.rs consume_auth_code)"]
         async fn one_code_exchanged_five_times_at_once_succeeds_once_and_its_session_is_revoked() {
             let app = TestApp::new(Backend::Sqlite).await.expect("sqlite app");
             super::super::one_code_exchanged_five_times_at_once_succeeds_once_and_its_session_is_revoked(app).await;
@@ -1314,7 +1313,6 @@ mod bugs {
         use super::*;
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "BUG: a code replayed while its first exchange is still running does not revoke the session (store/src/identity.rs consume_auth_code)"]
         async fn one_code_exchanged_five_times_at_once_succeeds_once_and_its_session_is_revoked() {
             if let Some(app) = TestApp::new(Backend::Postgres).await {
                 super::super::one_code_exchanged_five_times_at_once_succeeds_once_and_its_session_is_revoked(app).await;

@@ -417,7 +417,7 @@ examplebank_testkit::both_backends!(
 );
 
 /// One pending erasure request per person, even when the request is sent several times at
-/// once. SQLite serialises the check and the insert; on PostgreSQL this reveals a bug.
+/// once: a partial unique index admits one pending erasure per person.
 mod erasure_race {
     use examplebank_testkit::{Backend, TestApp};
 
@@ -435,7 +435,6 @@ mod erasure_race {
         use super::*;
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "BUG: concurrent erasure requests each insert a pending request on PostgreSQL (store/src/erasure.rs request_erasure: check-then-insert, no unique pending row)"]
         async fn concurrent_erasure_requests_make_one_request() {
             if let Some(app) = TestApp::new(Backend::Postgres).await {
                 super::super::concurrent_erasure_requests_make_one_request(app).await;

@@ -84,6 +84,9 @@ CREATE TABLE privacy_requests (
 );
 CREATE INDEX privacy_requests_user ON privacy_requests(user_id);
 CREATE INDEX privacy_requests_open ON privacy_requests(kind, status, run_after);
+-- At most one pending erasure per person, however many requests arrive at once.
+CREATE UNIQUE INDEX privacy_requests_one_pending_erasure ON privacy_requests(user_id)
+    WHERE kind = 'erasure' AND status = 'pending';
 
 -- Transactions, points and the reward outbox.
 CREATE TABLE transactions (
