@@ -38,6 +38,7 @@ use Access::{Account, Admin, Person, Public, RewardsOrAdmin};
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", Public),
     route("GET", "/readyz", Public),
+    route("GET", "/metrics", Public),
     route("GET", "/", Public),
     route("GET", "/callback", Public),
     route("GET", "/admin", Public),

@@ -111,6 +111,7 @@ impl Services {
         let mut router = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(self.store.clone()))
+            .route("/metrics", get(metrics).with_state(self.clone()))
             .merge(crate::openapi::router());
         if roles.has("identity") {
             router = router.merge(identity::router(self.identity_state()));
@@ -224,6 +225,59 @@ async fn follow_signing_keys(services: Services, mut shutdown: watch::Receiver<b
         }
         services.reload_signing_keys();
     }
+}
+
+/// Prometheus text: the process's counters and histograms, and gauges read now.
+async fn metrics(axum::extract::State(services): axum::extract::State<Services>) -> Response {
+    let now = services.clock.now_micros();
+    let mut gauges = Vec::new();
+    if let Ok(stats) = services.store.outbox_stats().await {
+        let age = stats
+            .oldest_created_at
+            .map(|t| (now - t).max(0) as f64 / 1e6)
+            .unwrap_or(0.0);
+        gauges.push((
+            "examplebank_outbox_pending",
+            "Reward events waiting.",
+            stats.pending as f64,
+        ));
+        gauges.push((
+            "examplebank_outbox_parked",
+            "Reward events parked for an administrator.",
+            stats.parked as f64,
+        ));
+        gauges.push((
+            "examplebank_outbox_oldest_age_seconds",
+            "Age of the oldest waiting reward event.",
+            age,
+        ));
+    }
+    if let Ok(pending) = services.store.pending_erasures().await {
+        gauges.push((
+            "examplebank_erasure_queue",
+            "Erasure requests not yet carried out.",
+            pending as f64,
+        ));
+    }
+    let up = if services.store.ping().await {
+        1.0
+    } else {
+        0.0
+    };
+    gauges.push((
+        "examplebank_database_up",
+        "1 when the database answers.",
+        up,
+    ));
+    let body = web::metrics::metrics().render(&gauges);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {

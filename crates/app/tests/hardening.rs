@@ -240,3 +240,42 @@ fn cors_is_off_unless_origins_are_allowed() {
         get(&open.addr, "/healthz", "Origin: https://evil.example\r\n").to_ascii_lowercase();
     assert!(!other.contains("access-control-allow-origin"), "{other}");
 }
+
+#[test]
+fn metrics_count_requests_by_route_pattern_and_report_queues() {
+    let server = start(&[], &[]);
+    for _ in 0..3 {
+        get(&server.addr, "/healthz", "");
+    }
+    get(
+        &server.addr,
+        "/bank/v1/transactions/some-id-with-personal-looking-text",
+        "",
+    );
+    let body = get(&server.addr, "/metrics", "");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains(
+            "examplebank_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 3"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("route=\"/bank/v1/transactions/{id}\",status=\"401\""),
+        "{body}"
+    );
+    assert!(
+        !body.contains("personal-looking-text"),
+        "raw paths never become labels"
+    );
+    for name in [
+        "examplebank_http_request_duration_seconds_bucket",
+        "examplebank_outbox_pending",
+        "examplebank_outbox_oldest_age_seconds",
+        "examplebank_erasure_queue",
+        "examplebank_login_failures_total",
+        "examplebank_rate_limited_total",
+    ] {
+        assert!(body.contains(name), "{name} missing");
+    }
+}

@@ -236,6 +236,9 @@ pub async fn submit_login(
     let Some(account) = account.filter(|a| verified && a.status == "active") else {
         tracing::info!("login failed");
         state.throttle.failed(&throttle_key, ip);
+        web::metrics::metrics()
+            .login_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let target = account_target(stored_id.as_deref());
         state
             .audit

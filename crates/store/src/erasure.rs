@@ -147,6 +147,16 @@ impl Store {
         rows.iter().map(request_from).collect()
     }
 
+    /// How many erasure requests are pending (for metrics).
+    pub async fn pending_erasures(&self) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM privacy_requests WHERE kind = 'erasure' AND status = 'pending'",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        get_i64(&row, "n")
+    }
+
     pub async fn due_erasures(&self, now: i64, limit: i64) -> Result<Vec<ErasureWork>> {
         let rows = sqlx::query(
             "SELECT id, user_id FROM privacy_requests WHERE kind = 'erasure' AND status = 'pending' \

@@ -123,6 +123,11 @@ pub fn harden(
     limits: &Limits,
     audit: Option<std::sync::Arc<audit::AuditLog>>,
 ) -> Router {
+    // A route layer sees the matched route pattern; requests that match no route are counted
+    // by the fallback below.
+    let router = router
+        .route_layer(middleware::from_fn(crate::metrics::record))
+        .fallback(unmatched);
     let router = match audit {
         Some(log) => router.layer(middleware::from_fn_with_state(log, record_refusals)),
         None => router,
@@ -192,8 +197,36 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
+/// The trace id of a valid W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), so one
+/// id follows a request across services.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (Some(version), Some(trace), Some(parent), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    valid.then_some(trace)
+}
+
 async fn observe(mut req: Request, next: Next) -> Response {
-    let id = req
+    let given = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -202,8 +235,16 @@ async fn observe(mut req: Request, next: Next) -> Response {
                 && v.len() <= 64
                 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .map(str::to_owned);
+    let traced = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id)
+        .map(str::to_owned);
+    let id = given
+        .or(traced)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
@@ -301,6 +342,14 @@ async fn problem_for_every_error(req: Request, next: Next) -> Response {
     )
 }
 
+async fn unmatched(req: Request) -> Response {
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = StatusCode::NOT_FOUND.into_response();
+    crate::metrics::metrics().observe_unmatched(&method, started);
+    response
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     let status = StatusCode::INTERNAL_SERVER_ERROR;
@@ -365,4 +414,53 @@ fn safe_path(path: &str) -> String {
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .take(120)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_gives_its_trace_id_and_bad_ones_are_ignored() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(good), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        ] {
+            assert_eq!(trace_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_addresses_are_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let peer_untrusted: IpAddr = "198.51.100.2".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(
+            client_ip(Some(peer_untrusted), Some("203.0.113.7"), &[proxy]),
+            Some(peer_untrusted)
+        );
+        assert_eq!(
+            client_ip(Some(proxy), Some("203.0.113.7"), &[proxy]),
+            Some(client)
+        );
+        assert_eq!(
+            client_ip(
+                Some(proxy),
+                Some("1.2.3.4, 203.0.113.7, 10.0.0.1"),
+                &[proxy]
+            ),
+            Some(client)
+        );
+        assert_eq!(
+            client_ip(Some(proxy), Some("garbage"), &[proxy]),
+            Some(proxy)
+        );
+        assert_eq!(client_ip(None, Some("203.0.113.7"), &[proxy]), None);
+    }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod html;
 pub mod json;
 pub mod layers;
+pub mod metrics;
 pub mod problem;
 pub mod ratelimit;
 
