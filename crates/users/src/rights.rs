@@ -23,6 +23,25 @@ async fn registered(state: &UsersState, id: &str) -> Result<BankUser, ApiError> 
         .ok_or_else(|| ApiError::not_found("you are not registered; POST /bank/v1/users first"))
 }
 
+/// Every transaction of the person, newest first, read a page at a time.
+async fn all_transactions(
+    state: &UsersState,
+    id: &str,
+) -> Result<Vec<store::TransactionRow>, ApiError> {
+    const PAGE: i64 = 500;
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = state.store.list_transactions(id, before, PAGE).await?;
+        let full = page.len() as i64 == PAGE;
+        before = page.last().map(|row| row.seq);
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
 fn request_json(r: &PrivacyRequest) -> Value {
     json!({
         "id": r.id,
@@ -68,32 +87,24 @@ pub async fn export_data(
             .transpose()
     };
     let mut transactions = Vec::new();
-    let mut before = None;
-    loop {
-        let page = state.store.list_transactions(id, before, 500).await?;
-        for row in &page {
-            let name = row
-                .name_enc
-                .as_deref()
-                .map(|s| {
-                    Vault::open(&key, "transactions.name", &row.id, s)
-                        .map_err(|e| ApiError::internal(&e))
-                })
-                .transpose()?;
-            transactions.push(json!({
-                "transactionId": row.id,
-                "transactionName": name,
-                "category": row.category,
-                "amount": format_minor(row.amount_minor),
-                "pointsEarned": row.points_earned.unwrap_or(0),
-                "processed": row.processed,
-                "date": web::rfc3339(row.created_at),
-            }));
-        }
-        match page.last() {
-            Some(last) if page.len() == 500 => before = Some(last.seq),
-            _ => break,
-        }
+    for row in all_transactions(&state, id).await? {
+        let name = row
+            .name_enc
+            .as_deref()
+            .map(|s| {
+                Vault::open(&key, "transactions.name", &row.id, s)
+                    .map_err(|e| ApiError::internal(&e))
+            })
+            .transpose()?;
+        transactions.push(json!({
+            "transactionId": row.id,
+            "transactionName": name,
+            "category": row.category,
+            "amount": format_minor(row.amount_minor),
+            "pointsEarned": row.points_earned.unwrap_or(0),
+            "processed": row.processed,
+            "date": web::rfc3339(row.created_at),
+        }));
     }
     let consents = state.store.consent_history(id).await?;
     let ledger = state.store.points_ledger(id).await?;
@@ -281,22 +292,14 @@ pub async fn insights(
     }
     let mut by_month: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let (mut count, mut total) = (0i64, 0i64);
-    let mut before = None;
-    loop {
-        let page = state.store.list_transactions(id, before, 500).await?;
-        for row in &page {
-            *by_month
-                .entry(domain::clock::month_of(row.created_at))
-                .or_default()
-                .entry(row.category.clone())
-                .or_default() += row.amount_minor;
-            count += 1;
-            total += row.amount_minor;
-        }
-        match page.last() {
-            Some(last) if page.len() == 500 => before = Some(last.seq),
-            _ => break,
-        }
+    for row in all_transactions(&state, id).await? {
+        *by_month
+            .entry(domain::clock::month_of(row.created_at))
+            .or_default()
+            .entry(row.category.clone())
+            .or_default() += row.amount_minor;
+        count += 1;
+        total += row.amount_minor;
     }
     Ok(Json(json!({
         "generatedAt": web::rfc3339(state.clock.now_micros()),
