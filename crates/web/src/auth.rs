@@ -128,7 +128,7 @@ impl TokenVerifier {
                 leeway: 5,
             };
             keys.verify(token, &expectations).map_err(|err| {
-                tracing::info!(reason = %err, "access token refused");
+                tracing::info!(reason = %err, "bearer credential refused");
                 ApiError::unauthorized("the access token is not valid")
             })?
         };
