@@ -5,53 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sqlx::{Connection, Executor};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-    let log = data_dir.join("server.log");
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start examplebank");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no URL in {line:?}; log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })
-        .to_owned();
-    Server { child, url, log }
-}
+use common::{start, tail, Server, BINARY};
 
 fn run_demo(server: &Server) {
     let started = Instant::now();
@@ -65,22 +25,10 @@ fn run_demo(server: &Server) {
         "demo failed after {:?}\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
         started.elapsed(),
         String::from_utf8_lossy(&output.stderr),
-        tail(&server.log)
+        tail(&server.log, 20)
     );
     assert!(stdout.contains("demo ok"), "{stdout}");
     assert!(started.elapsed() < Duration::from_secs(120));
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The log must hold no e-mail addresses, no demo names and nothing shaped like a token.
@@ -125,7 +73,7 @@ fn assert_log_is_clean(log: &Path) {
 #[test]
 fn demo_passes_against_the_binary_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &[]);
+    let server = start(dir.path(), &[], &[]);
     run_demo(&server);
     assert!(dir.path().join("examplebank.sqlite").exists());
     assert!(dir.path().join("keys").is_dir());
@@ -192,7 +140,7 @@ async fn demo_passes_against_the_binary_on_postgres() {
                 secret_path.as_str(),
             ),
         ];
-        let server = start(dir.path(), &env);
+        let server = start(dir.path(), &[], &env);
         run_demo(&server);
         drop(server);
         assert_log_is_clean(&dir.path().join("server.log"));

@@ -10,11 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
+mod common;
+
+use common::{tail, BINARY};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ADMIN_USER: &str = "console-admin";
 const ADMIN_PASSWORD: &str = "browser-test-admin-password-7";
@@ -56,19 +58,6 @@ fn missing_prerequisites(root: &Path) -> Vec<String> {
     missing
 }
 
-struct Server {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn create_admin(data_dir: &Path) {
     let mut child = Command::new(BINARY)
         .args(["admin", "create", ADMIN_USER, "--data-dir"])
@@ -93,39 +82,6 @@ fn create_admin(data_dir: &Path) {
     );
 }
 
-fn start(data_dir: &Path) -> Server {
-    let log = data_dir.join("server.log");
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start examplebank");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no URL in {line:?}; log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })
-        .to_owned();
-    Server { child, url, log }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 #[test]
 fn phone_simulator_and_admin_console_work_in_headless_chromium() {
     let root = workspace_root();
@@ -141,7 +97,7 @@ fn phone_simulator_and_admin_console_work_in_headless_chromium() {
 
     let dir = tempfile::tempdir().unwrap();
     create_admin(dir.path());
-    let server = start(dir.path());
+    let server = common::start(dir.path(), &[], &[]);
     let output = Command::new("node")
         .arg("e2e/journey.mjs")
         .args([server.url.as_str(), ADMIN_USER, ADMIN_PASSWORD])

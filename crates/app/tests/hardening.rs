@@ -5,47 +5,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
+mod common;
 
-struct Server {
-    child: Child,
+use common::{Server, BINARY};
+
+/// A server on a fresh data directory that lives as long as the server.
+struct Running {
+    _server: Server,
     addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.split_whitespace().find(|w| w.contains("://")).unwrap();
-    let addr = url.split("://").nth(1).unwrap().to_owned();
-    Server {
-        child,
+    let server = common::start(dir.path(), args, env);
+    let addr = server.addr.clone();
+    Running {
+        _server: server,
         addr,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -162,7 +145,7 @@ fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
 #[test]
 fn tls_with_a_self_signed_certificate_sends_hsts() {
     let server = start(&["--tls-self-signed"], &[]);
-    let pem = std::fs::read(server._dir.path().join("tls/self-signed.pem")).unwrap();
+    let pem = std::fs::read(server.dir.path().join("tls/self-signed.pem")).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
