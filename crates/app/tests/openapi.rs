@@ -472,7 +472,8 @@ fn every_route_in_the_code_is_in_the_route_table() {
     let mut registered = RouteSet::new();
     for file in &files {
         let src = std::fs::read_to_string(file).expect("read a source file");
-        for other in [".nest(", ".nest_service(", ".route_service(", ".fallback("] {
+        // `.fallback(` answers what matches no route (404), so it adds nothing to the table.
+        for other in [".nest(", ".nest_service(", ".route_service("] {
             assert!(
                 !src.contains(other),
                 "{}: {other} registers routes this scan does not read",

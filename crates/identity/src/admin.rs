@@ -24,6 +24,7 @@ pub async fn set_account_status(
     StrictJson(request): StrictJson<StatusRequest>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
+    let id = web::parse_id(&id, "account")?;
     if !matches!(request.status.as_str(), "active" | "disabled") {
         return Err(ApiError::unprocessable("status must be active or disabled"));
     }

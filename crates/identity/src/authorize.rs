@@ -92,7 +92,11 @@ fn check(state: &IdentityState, p: &AuthorizeParams) -> Result<Checked, Refusal>
     if scope.is_empty() {
         return Err(refuse("invalid_scope"));
     }
-    if p.nonce.as_deref().is_some_and(|n| n.len() > 256) {
+    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if p.nonce
+        .as_deref()
+        .is_some_and(|n| n.len() > 256 || !printable(n))
+    {
         return Err(refuse("invalid_request"));
     }
     Ok(Checked {

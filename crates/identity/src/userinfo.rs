@@ -85,7 +85,7 @@ pub async fn change_password(
     principal: Principal,
     StrictJson(request): StrictJson<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
-    principal.require_any(&[Scope::Bank, Scope::Admin])?;
+    principal.require_any(&[Scope::OpenId, Scope::Bank, Scope::Admin])?;
     let new_password = domain::Password::parse(&request.new_password)?;
     let account = state
         .store

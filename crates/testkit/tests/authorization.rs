@@ -173,3 +173,59 @@ async fn an_unknown_route_is_not_found_for_everyone() {
             .expect_problem(StatusCode::NOT_FOUND);
     }
 }
+
+/// PostgreSQL cannot store a NUL byte in text: such input must be refused as bad input (404 for
+/// an id that names nothing, an OAuth error for a parameter), never reach the database as a 500.
+async fn nul_bytes_in_paths_and_parameters_are_refused_not_500(app: TestApp) {
+    let person = app.person().await;
+    let admin = app.admin_token().await;
+    app.get("/bank/v1/transactions/%00", person.token())
+        .await
+        .expect_problem(StatusCode::NOT_FOUND);
+    app.get("/bank/v1/transactions/a%00b", person.token())
+        .await
+        .expect_problem(StatusCode::NOT_FOUND);
+    app.call(
+        Method::PUT,
+        "/bank/v1/transactions/reward/%00",
+        Some(&admin),
+        Some(json!({"pointsEarned": 1})),
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND);
+    app.call(
+        Method::PUT,
+        "/admin/v1/accounts/%00/status",
+        Some(&admin),
+        Some(json!({"status": "active"})),
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND);
+    let verifier = crypto::secrets::random_token();
+    let challenge = crypto::b64::encode(&crypto::secrets::sha256(verifier.as_bytes()));
+    let fields = [
+        ("response_type", "code"),
+        ("client_id", "simulator"),
+        ("redirect_uri", "http://examplebank.test/callback"),
+        ("scope", "openid bank"),
+        ("state", "s"),
+        ("nonce", "a\0b"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("username", person.username.as_str()),
+        ("password", person.password.as_str()),
+    ];
+    let response = app.post_form("/identity/v1/authorize", &fields, &[]).await;
+    assert_eq!(
+        response.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        response.text()
+    );
+    assert!(response
+        .header("location")
+        .unwrap()
+        .contains("error=invalid_request"));
+}
+
+examplebank_testkit::both_backends!(nul_bytes_in_paths_and_parameters_are_refused_not_500);

@@ -173,6 +173,7 @@ pub async fn get_transaction(
 ) -> Result<Response, ApiError> {
     let user_id = principal.person()?;
     let not_found = || ApiError::not_found("no such transaction");
+    let id = web::parse_id(&id, "transaction")?;
     let row = state.store.transaction(&id).await?.ok_or_else(not_found)?;
     if row.user_id.as_deref() != Some(user_id) {
         return Err(not_found());

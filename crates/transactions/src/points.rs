@@ -102,6 +102,7 @@ pub async fn reward_transaction(
     StrictJson(request): StrictJson<RewardRequest>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Scope::Rewards, Scope::Admin])?;
+    let id = web::parse_id(&id, "transaction")?;
     if !(0..=MAX_POINTS).contains(&request.points_earned) {
         return Err(ApiError::unprocessable(format!(
             "pointsEarned must be from 0 to {MAX_POINTS}"

@@ -25,3 +25,11 @@ pub fn rfc3339(micros: i64) -> String {
         })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
+
+/// Reads an id from a path: ids are UUIDs, so anything else names nothing (404). Checking
+/// here also keeps bytes PostgreSQL cannot store (NUL) away from the database.
+pub fn parse_id(raw: &str, what: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| ApiError::not_found(format!("no such {what}")))
+}
