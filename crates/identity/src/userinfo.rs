@@ -83,9 +83,14 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     State(state): State<IdentityState>,
     principal: Principal,
+    client_ip: Option<axum::Extension<web::layers::ClientIp>>,
     StrictJson(request): StrictJson<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
     principal.require_any(&[Scope::OpenId, Scope::Bank, Scope::Admin])?;
+    // Guessing the current password with a stolen access token is throttled like a login.
+    let ip = client_ip.map(|c| c.0 .0);
+    let throttle_key = format!("password-change:{}", principal.subject);
+    state.throttle.check(&throttle_key, ip)?;
     let new_password = domain::Password::parse(&request.new_password)?;
     let account = state
         .store
@@ -100,12 +105,19 @@ pub async fn change_password(
         )
         .await?;
     if !ok {
+        state.throttle.failed(&throttle_key, ip);
+        let actor = format!("user:{}", account.id);
+        state
+            .audit
+            .record(&actor, "password.change-refused", &actor, "wrong-password")
+            .await;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong-password",
             "the current password is not correct",
         ));
     }
+    state.throttle.succeeded(&throttle_key, ip);
     let hash = state.hasher.hash(new_password).await?;
     state
         .store

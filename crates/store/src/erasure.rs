@@ -276,6 +276,9 @@ async fn erase_in(
         "DELETE FROM points_accounts WHERE user_id = $1",
         "DELETE FROM points_ledger WHERE user_id = $1",
         "DELETE FROM idempotency_keys WHERE user_id = $1",
+        // The person's other requests go too; their erasure request stays as the record that
+        // the erasure was done (and the audit log keeps the pseudonymous trail).
+        "DELETE FROM privacy_requests WHERE user_id = $1 AND kind <> 'erasure'",
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }

@@ -213,6 +213,12 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Codes not yet exchanged die too: they were granted under the old password.
+        sqlx::query("UPDATE auth_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE token_families SET revoked_at = $2, revoked_reason = 'password_changed' \
              WHERE account_id = $1 AND revoked_at IS NULL",

@@ -38,6 +38,9 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("a record with the same key already exists")]
     Conflict,
+    /// The person asked to be erased; nothing new may start for them.
+    #[error("the person's erasure is pending")]
+    ErasurePending,
     /// A record this write refers to is gone (deleted concurrently, e.g. by erasure).
     #[error("a record this write refers to no longer exists")]
     Missing,

@@ -55,6 +55,17 @@ impl Store {
     ) -> Result<()> {
         let granted = |p: &str| consents.iter().any(|c| c.purpose == p && c.granted);
         let mut tx = self.writer.begin().await?;
+        // Someone who asked to be erased cannot start being processed again while it is pending.
+        let pending = sqlx::query(
+            "SELECT 1 AS one FROM privacy_requests WHERE user_id = $1 AND kind = 'erasure' \
+             AND status = 'pending'",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if pending.is_some() {
+            return Err(StoreError::ErasurePending);
+        }
         sqlx::query(
             "INSERT INTO bank_users (id, registered_at, consent_rewards, consent_analytics, \
              consent_profiling) VALUES ($1, $2, $3, $4, $5)",

@@ -142,6 +142,10 @@ impl From<store::StoreError> for ApiError {
     fn from(err: store::StoreError) -> Self {
         match err {
             store::StoreError::Conflict => ApiError::conflict("conflict", "that already exists"),
+            store::StoreError::ErasurePending => ApiError::conflict(
+                "erasure-pending",
+                "your data is being erased; nothing new can start",
+            ),
             store::StoreError::Missing => {
                 ApiError::not_found("what this request refers to no longer exists")
             }
