@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The examplebank front end in a real browser (Debian's Chromium, driven by playwright-core):
 // a person's whole journey on the phone simulator, the XSS and CSP cases, and the admin console.
-// Saves a screenshot of each screen into docs/screenshots/ (or $EXAMPLEBANK_SCREENSHOTS_DIR).
+// Saves a screenshot of each screen into docs/screenshots/ (or $E2E_SCREENSHOTS_DIR).
 //
 //   node e2e/journey.mjs URL ADMIN_USERNAME ADMIN_PASSWORD
 //
@@ -22,7 +22,7 @@ if (!rawUrl || !adminUser || !adminPassword) {
 }
 const BASE = rawUrl.replace(/\/+$/, '');
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = process.env.EXAMPLEBANK_SCREENSHOTS_DIR ?? path.join(HERE, '..', 'docs', 'screenshots');
+const SHOTS = process.env.E2E_SCREENSHOTS_DIR ?? path.join(HERE, '..', 'docs', 'screenshots');
 const CHROMIUM = process.env.EXAMPLEBANK_CHROMIUM ?? '/usr/bin/chromium';
 const PHONE = { width: 390, height: 844 };
 const EXPECTED_CSP =
@@ -55,6 +55,11 @@ function cents(text) {
   const match = /^(\d[\d,]*)\.(\d\d)$/.exec(String(text).trim());
   assert.ok(match, `not an amount: ${text}`);
   return Number(match[1].replace(/,/g, '')) * 100 + Number(match[2]);
+}
+
+/** An amount as the server writes it (no thousands separator). */
+function plainMoney(value) {
+  return `${Math.trunc(value / 100)}.${String(value % 100).padStart(2, '0')}`;
 }
 
 function money(value) {
@@ -157,6 +162,9 @@ try {
     requests: await routeExists('GET', '/bank/v1/users/self/requests'),
     adminRequests: await routeExists('GET', '/admin/v1/requests'),
     audit: await routeExists('GET', '/admin/v1/audit'),
+    insights: await routeExists('GET', '/bank/v1/users/self/insights'),
+    objection: await routeExists('PUT', '/bank/v1/users/self/objection'),
+    analytics: await routeExists('GET', '/admin/v1/analytics'),
   };
   console.log(`# server at ${BASE}; endpoints present: ${JSON.stringify(has)}`);
 
@@ -474,6 +482,57 @@ try {
     await shot(page, 'account');
   });
 
+  await step('profiling: consent brings insights on Spending; an objection stops them, in plain words; withdrawing it brings them back', async () => {
+    assert.ok(has.insights && has.objection, 'the insights and objection endpoints are served');
+    // The three charges and the 1.00 of the markup case: the server divides with truncation.
+    const total = charges.reduce((sum, c) => sum + c.amount, 0) + 100;
+    const average = plainMoney(Math.trunc(total / 4));
+    const insights = page.locator('section.insights');
+    const expectInsights = async () => {
+      await openBank(page, 'spending');
+      await insights.locator('.insight-list li', { hasText: `Your average charge is ${average}.` }).waitFor();
+      await insights.locator('.hint', { hasText: 'from 4 transactions, because you consented to profiling' }).waitFor();
+    };
+    const self = async () => {
+      const { accessToken } = await tokensOf(page);
+      const response = await http('GET', '/bank/v1/users/self', { token: accessToken });
+      assert.equal(response.status, 200);
+      return response.json();
+    };
+
+    await openBank(page, 'account');
+    const profiling = page.getByRole('switch', { name: 'Personal insights (profiling)' });
+    await page.locator('#consent-profiling:not([disabled])').waitFor();
+    assert.equal(await profiling.isChecked(), false);
+    await profiling.click();
+    await page.locator('.status.ok', { hasText: 'Personal insights (profiling): consent given' }).waitFor();
+    await expectInsights();
+    await insights.scrollIntoViewIfNeeded();
+    await shot(page, 'insights');
+
+    await openBank(page, 'account');
+    await page.getByRole('button', { name: 'Object to profiling', exact: true }).click();
+    await page.locator('.status.ok', { hasText: 'Your objection is recorded' }).waitFor();
+    const withdraw = page.getByRole('button', { name: 'Withdraw my objection', exact: true });
+    assert.equal(await withdraw.getAttribute('aria-pressed'), 'true');
+    await page.locator('.state', { hasText: 'You object to profiling.' }).waitFor();
+    const objected = await self();
+    assert.equal(objected.objectedToProfiling, true);
+    assert.equal(objected.consents.profiling, true, 'the objection leaves the consent as it was');
+    await openBank(page, 'spending');
+    await insights.locator('p', { hasText: 'No insights: you objected to profiling, so no insights are computed about you.' }).waitFor();
+    assert.equal(await insights.locator('.insight-list').count(), 0, 'no insight is shown');
+    assert.doesNotMatch((await insights.textContent()) ?? '', /average charge/);
+
+    await openBank(page, 'account');
+    await withdraw.click();
+    await page.locator('.status.ok', { hasText: 'Your objection is withdrawn' }).waitFor();
+    await page.getByRole('button', { name: 'Object to profiling', exact: true }).waitFor();
+    assert.equal((await self()).objectedToProfiling, false);
+    await expectInsights();
+    await openBank(page, 'account');
+  });
+
   await step('log out revokes the session; signing in again works', async () => {
     const before = await tokensOf(page);
     await page.getByRole('button', { name: 'Log out' }).click();
@@ -537,8 +596,9 @@ try {
     assert.equal(await tokensOf(page, 'admin'), null);
   });
 
+  let admin;
   await step('admin console: sign in with the admin scope, see and change a reward rule, outbox', async () => {
-    const admin = await context.newPage();
+    admin = await context.newPage();
     watch(admin);
     await admin.goto(`${BASE}/admin`);
     await admin.getByRole('button', { name: 'Sign in as administrator' }).click();
@@ -571,6 +631,29 @@ try {
     await admin.fill('#rule-coffee', '1');
     await admin.getByRole('button', { name: 'Save the rule for Coffee' }).click();
     await admin.locator('.status.ok', { hasText: 'Coffee now earns 1 point' }).waitFor();
+  });
+
+  await step('admin console: anonymised analytics (cells of at least 5 people, or a sentence saying so), the audit chain intact; log out', async () => {
+    assert.ok(has.analytics && has.audit, 'the analytics and audit endpoints are served');
+    const { accessToken } = await tokensOf(admin, 'admin');
+    const analytics = await (await http('GET', '/admin/v1/analytics', { token: accessToken })).json();
+    assert.equal(analytics.minContributors, 5);
+    for (const cell of analytics.cells) assert.ok(cell.contributors >= 5, `a cell of ${cell.contributors} people is shown`);
+    const panel = admin.locator('#panel-analytics:not([hidden])');
+    await panel.getByRole('heading', { name: 'Anonymised analytics' }).waitFor();
+    await panel.locator('.hint', { hasText: 'A cell is shown only when at least 5 people contributed' }).waitFor();
+    if (analytics.cells.length > 0) {
+      await panel.getByRole('region', { name: 'Analytics cells' }).locator('tbody tr').first().waitFor();
+      assert.equal(await panel.locator('tbody tr').count(), analytics.cells.length);
+    } else {
+      await panel.locator('.muted', { hasText: 'No cell has enough people yet.' }).waitFor();
+      assert.equal(await panel.locator('table').count(), 0);
+    }
+    console.log(`#   analytics: ${analytics.cells.length} cell(s) shown, ${analytics.suppressedCells} held back`);
+    const audit = await (await http('GET', '/admin/v1/audit', { token: accessToken })).json();
+    assert.equal(audit.intact, true, JSON.stringify(audit));
+    await admin.locator('#panel-audit:not([hidden]) .status.ok', { hasText: 'The chain is intact: every entry verifies.' }).waitFor();
+    assert.equal(await admin.locator('#panel-audit [role="alert"]').count(), 0, 'no alarm in the audit panel');
     await admin.getByRole('button', { name: 'Log out' }).click();
     await admin.getByRole('button', { name: 'Sign in as administrator' }).waitFor();
   });

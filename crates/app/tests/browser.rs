@@ -98,15 +98,15 @@ fn phone_simulator_and_admin_console_work_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     create_admin(dir.path());
     let server = common::start(dir.path(), &[], &[]);
-    // Screenshots go to a scratch directory unless EXAMPLEBANK_SCREENSHOTS_DIR says otherwise
+    // Screenshots go to a scratch directory unless E2E_SCREENSHOTS_DIR says otherwise
     // (set it to docs/screenshots to refresh the README's pictures).
-    let shots = std::env::var("EXAMPLEBANK_SCREENSHOTS_DIR")
+    let shots = std::env::var("E2E_SCREENSHOTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| dir.path().join("screenshots"));
     let output = Command::new("node")
         .arg("e2e/journey.mjs")
         .args([server.url.as_str(), ADMIN_USER, ADMIN_PASSWORD])
-        .env("EXAMPLEBANK_SCREENSHOTS_DIR", &shots)
+        .env("E2E_SCREENSHOTS_DIR", &shots)
         .current_dir(&root)
         .output()
         .expect("run node e2e/journey.mjs");
