@@ -91,6 +91,25 @@ fn demo_passes_against_the_binary_on_sqlite() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("audit log intact"), "{stdout}");
+    // Alter one entry behind the server's back: verify names it and exits non-zero.
+    let database = dir.path().join("examplebank.sqlite");
+    let tampered = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DROP TRIGGER audit_log_no_update'); c.execute(\"UPDATE audit_log SET outcome='forged' WHERE seq=3\"); c.commit()")
+        .arg(&database)
+        .status()
+        .unwrap();
+    assert!(tampered.success());
+    let output = Command::new(BINARY)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "verify must fail on a tampered log"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("entry 3 was altered"));
     let log = dir.path().join("server.log");
     assert_log_is_clean(&log);
 }

@@ -262,3 +262,23 @@ fn metrics_count_requests_by_route_pattern_and_report_queues() {
         assert!(body.contains(name), "{name} missing");
     }
 }
+
+#[test]
+fn a_body_that_never_finishes_times_out_with_408() {
+    let server = start(&[], &[("EXAMPLEBANK_REQUEST_TIMEOUT_SECONDS", "1")]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /identity/v1/signup HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"username\":",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

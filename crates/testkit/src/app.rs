@@ -129,6 +129,23 @@ impl TestApp {
         Some(Self::assemble(store, backend, dir, database))
     }
 
+    /// Like [`TestApp::new`], with a per-person rate limit (requests per minute).
+    pub async fn with_person_limit(backend: Backend, per_minute: u32) -> Option<Self> {
+        let mut app = Self::new(backend).await?;
+        app.services.verifier = Arc::new(
+            web::TokenVerifier::new(
+                app.services.signing.current().verifier(),
+                app.services.identity.issuer.clone(),
+                app.services.identity.audience.clone(),
+                app.services.store.clone(),
+                Arc::new(app.clock.clone()),
+            )
+            .with_person_limit(per_minute),
+        );
+        app.router = app.services.router(&Roles::parse("all").expect("roles"));
+        Some(app)
+    }
+
     fn assemble(
         store: Store,
         backend: Backend,

@@ -148,3 +148,32 @@ examplebank_testkit::both_backends!(
     signing_key_rotation_has_an_overlap_window,
     tokens_of_disabled_accounts_are_refused_at_once,
 );
+
+#[tokio::test]
+async fn per_person_rate_limit_answers_429_with_retry_after() {
+    let app = TestApp::with_person_limit(examplebank_testkit::Backend::Sqlite, 5)
+        .await
+        .unwrap();
+    let person = app.person().await;
+    let other = app.person().await;
+    // Registration in `person()` spent one request of each person's allowance.
+    for _ in 0..4 {
+        app.get("/bank/v1/users/self", person.token())
+            .await
+            .expect(StatusCode::OK);
+    }
+    let refused = app.get("/bank/v1/users/self", person.token()).await;
+    let retry = refused.header("retry-after").map(str::to_owned);
+    let limit = refused.header("ratelimit-limit").map(str::to_owned);
+    let body = refused.expect_problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("too many requests"));
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(limit.as_deref(), Some("5"));
+    // Someone else is not affected.
+    app.get("/bank/v1/users/self", other.token())
+        .await
+        .expect(StatusCode::OK);
+}

@@ -267,7 +267,7 @@ fn kid_rules() {
 }
 
 #[test]
-fn signature_rules() {
+fn c5_all_zero_and_malformed_signatures_are_refused() {
     let (key, verifier) = setup();
     let token = sign(&key, TYP, &claims());
     let input = &token[..token.rfind('.').unwrap()];
