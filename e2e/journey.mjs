@@ -23,7 +23,7 @@ if (!rawUrl || !adminUser || !adminPassword) {
 const BASE = rawUrl.replace(/\/+$/, '');
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = process.env.E2E_SCREENSHOTS_DIR ?? path.join(HERE, '..', 'docs', 'screenshots');
-const CHROMIUM = process.env.EXAMPLEBANK_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM = process.env.EXAMPLEBANK_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const PHONE = { width: 390, height: 844 };
 const EXPECTED_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +

@@ -200,7 +200,8 @@ impl Settings {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if key == "config" {
+            // EXAMPLEBANK_CONFIG names the file; EXAMPLEBANK_TEST_* belong to the test suite.
+            if key == "config" || key.starts_with("test_") {
                 continue;
             }
             if let Some(secret_key) = key
@@ -505,6 +506,19 @@ mod tests {
                 .expect_err(name);
             assert!(!err.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn the_test_suites_variables_are_not_settings() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("EXAMPLEBANK_TEST_POSTGRES_URL", "postgres://x/y"),
+                ("EXAMPLEBANK_TEST_REQUIRE_POSTGRES", "1"),
+            ]),
+            &Overrides::default(),
+        );
+        assert!(s.is_ok());
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn postgres_required() -> bool {
             .map(|v| v == "true" || v == "1")
             .unwrap_or(false)
     };
-    set("CI") || set("EXAMPLEBANK_REQUIRE_POSTGRES")
+    set("CI") || set("EXAMPLEBANK_TEST_REQUIRE_POSTGRES")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! `docs/screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `e2e/node_modules` (`npm ci --prefix e2e`). Without
-//! them the test is skipped, unless CI=true or EXAMPLEBANK_REQUIRE_BROWSER=1 make it a failure.
+//! them the test is skipped, unless CI=true or EXAMPLEBANK_TEST_REQUIRE_BROWSER=1 make it a failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,7 +33,7 @@ fn browser_required() -> bool {
             .map(|v| v == "true" || v == "1")
             .unwrap_or(false)
     };
-    set("CI") || set("EXAMPLEBANK_REQUIRE_BROWSER")
+    set("CI") || set("EXAMPLEBANK_TEST_REQUIRE_BROWSER")
 }
 
 /// What is missing to run the browser tests, as instructions.
@@ -89,7 +89,7 @@ fn phone_simulator_and_admin_console_work_in_headless_chromium() {
     if !missing.is_empty() {
         let message = format!("the browser tests need: {}", missing.join("; "));
         if browser_required() {
-            panic!("{message} (required because CI=true or EXAMPLEBANK_REQUIRE_BROWSER=1)");
+            panic!("{message} (required because CI=true or EXAMPLEBANK_TEST_REQUIRE_BROWSER=1)");
         }
         eprintln!("SKIPPED: {message}; CI=true makes this a failure");
         return;

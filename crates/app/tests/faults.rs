@@ -8,7 +8,7 @@
 //!   Idempotency-Key and is then stored exactly once;
 //! - while PostgreSQL is down the server is not ready and answers 503 quickly, and it recovers
 //!   by itself (this one restarts the shared PostgreSQL cluster, so it is ignored by default
-//!   and runs alone in its own CI step, behind EXAMPLEBANK_FAULT_TESTS=1 or CI=true).
+//!   and runs alone in its own CI step, behind EXAMPLEBANK_TEST_FAULTS=1 or CI=true).
 //!
 //! Without CI=true the tests print SKIPPED when PostgreSQL is unreachable, like black_box.rs.
 
@@ -40,7 +40,7 @@ fn flag(name: &str) -> bool {
 }
 
 fn postgres_required() -> bool {
-    flag("CI") || flag("EXAMPLEBANK_REQUIRE_POSTGRES")
+    flag("CI") || flag("EXAMPLEBANK_TEST_REQUIRE_POSTGRES")
 }
 
 fn admin_url() -> String {
@@ -774,9 +774,9 @@ async fn probe(what: &'static str, request: reqwest::RequestBuilder) -> Probe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "restarts PostgreSQL: run alone (see .ci/run)"]
 async fn postgres_down_means_not_ready_and_quick_503s_then_recovery_by_itself() {
-    if !(flag("EXAMPLEBANK_FAULT_TESTS") || flag("CI")) {
+    if !(flag("EXAMPLEBANK_TEST_FAULTS") || flag("CI")) {
         eprintln!(
-            "SKIPPED: restarts PostgreSQL; set EXAMPLEBANK_FAULT_TESTS=1 (CI=true runs it) and run it alone"
+            "SKIPPED: restarts PostgreSQL; set EXAMPLEBANK_TEST_FAULTS=1 (CI=true runs it) and run it alone"
         );
         return;
     }

@@ -1,5 +1,5 @@
 //! A fresh PostgreSQL database per test, dropped afterwards. When PostgreSQL cannot be reached
-//! the PostgreSQL tests skip, unless `CI=true` or `EXAMPLEBANK_REQUIRE_POSTGRES=1`, where they
+//! the PostgreSQL tests skip, unless `CI=true` or `EXAMPLEBANK_TEST_REQUIRE_POSTGRES=1`, where they
 //! fail: CI must never pass by skipping.
 
 use sqlx::{Connection, Executor};
@@ -15,7 +15,7 @@ pub fn postgres_required() -> bool {
             .map(|v| v == "true" || v == "1")
             .unwrap_or(false)
     };
-    set("CI") || set("EXAMPLEBANK_REQUIRE_POSTGRES")
+    set("CI") || set("EXAMPLEBANK_TEST_REQUIRE_POSTGRES")
 }
 
 pub struct TempDatabase {
