@@ -33,6 +33,9 @@ const PUBLIC_BASE: &str = "http://examplebank.test";
 /// The reward worker's lease (rewards::WorkerConfig::default) plus time to process.
 const DRAIN_LIMIT: Duration = Duration::from_secs(50);
 
+/// A stored charge as the check reads it: (category, processed, points earned, ledger entries).
+type StoredCharge = (String, i64, Option<i64>, i64);
+
 fn flag(name: &str) -> bool {
     std::env::var(name)
         .map(|v| v == "true" || v == "1")
@@ -290,7 +293,11 @@ struct Charge {
 
 impl Charge {
     fn new(client: usize, i: usize) -> Self {
-        let category = if i % 2 == 0 { "groceries" } else { "other" };
+        let category = if i.is_multiple_of(2) {
+            "groceries"
+        } else {
+            "other"
+        };
         Self {
             key: format!("fault-{client}-{i}"),
             cents: 100 + i64::try_from(i).unwrap() * 7,
@@ -441,7 +448,7 @@ async fn check_exactly_once(
         .fetch_all(&mut *conn)
         .await
         .unwrap();
-        let mut stored: HashMap<i64, Vec<(String, i64, Option<i64>, i64)>> = HashMap::new();
+        let mut stored: HashMap<i64, Vec<StoredCharge>> = HashMap::new();
         for row in &rows {
             stored
                 .entry(row.get::<i64, _>("amount_minor"))
