@@ -80,7 +80,8 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
+            // Short, so requests answer 503 quickly while the database is away.
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -131,6 +132,7 @@ impl Store {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
+            .after_connect(|conn, _| postgres_session(conn))
             .connect(url)
             .await?;
         Ok(Self {
@@ -194,6 +196,16 @@ fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> ConnectFuture<'_> {
         )
         .await
         .map(|_| ())
+    })
+}
+
+/// A safety net for transactions left open by a request that was cancelled mid-way (a known
+/// sqlx 0.8 issue): PostgreSQL ends such sessions instead of letting them hold row locks.
+fn postgres_session(conn: &mut sqlx::AnyConnection) -> ConnectFuture<'_> {
+    Box::pin(async move {
+        conn.execute("SET idle_in_transaction_session_timeout = 30000")
+            .await
+            .map(|_| ())
     })
 }
 

@@ -159,6 +159,15 @@ impl From<store::StoreError> for ApiError {
 }
 
 fn is_unavailable(err: &store::SqlxError) -> bool {
+    // PostgreSQL going away: admin shutdown (57P01), crash shutdown (57P02), cannot connect
+    // now (57P03), and the connection exception class (08).
+    if let store::SqlxError::Database(db) = err {
+        if let Some(code) = db.code() {
+            if code.starts_with("57P") || code.starts_with("08") {
+                return true;
+            }
+        }
+    }
     matches!(
         err,
         store::SqlxError::PoolTimedOut
