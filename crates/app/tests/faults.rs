@@ -8,8 +8,7 @@
 //!   Idempotency-Key and is then stored exactly once;
 //! - while PostgreSQL is down the server is not ready and answers 503 quickly, and it recovers
 //!   by itself (this one restarts the shared PostgreSQL cluster, so it is ignored by default
-//!   and is run alone by hand, behind EXAMPLEBANK_TEST_FAULTS=1 or CI=true, until its CI step
-//!   is added back: see docs/performance.md).
+//!   and runs alone in its own CI step, behind EXAMPLEBANK_TEST_FAULTS=1 or CI=true).
 //!
 //! Without CI=true the tests print SKIPPED when PostgreSQL is unreachable, like black_box.rs.
 
