@@ -437,6 +437,18 @@ impl TestApp {
         .await
     }
 
+    /// Gives or withdraws consent to one purpose (`PUT /bank/v1/users/self/consents/{purpose}`).
+    pub async fn set_consent(&self, token: &str, purpose: &str, granted: bool) -> TestResponse {
+        let path = format!("/bank/v1/users/self/consents/{purpose}");
+        self.call(
+            Method::PUT,
+            &path,
+            Some(token),
+            Some(serde_json::json!({ "granted": granted })),
+        )
+        .await
+    }
+
     /// A client-credentials token of the rewards service.
     pub async fn service_token(&self) -> String {
         let fields = [

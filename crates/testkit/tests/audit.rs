@@ -37,14 +37,9 @@ async fn verify(app: &TestApp) -> audit::VerifyReport {
 async fn busy_day(app: &TestApp) -> examplebank_testkit::Person {
     let person = app.person().await;
     let token = person.token();
-    app.call(
-        Method::PUT,
-        "/bank/v1/users/self/consents/analytics",
-        Some(token),
-        Some(json!({"granted": true})),
-    )
-    .await
-    .expect(StatusCode::OK);
+    app.set_consent(token, "analytics", true)
+        .await
+        .expect(StatusCode::OK);
     app.charge(token, "Cafe", "coffee", json!("4.20"))
         .await
         .expect(StatusCode::NO_CONTENT);

@@ -396,27 +396,17 @@ async fn consent_history_is_append_only_and_withdrawal_applies_to_the_next_reque
     app.charge(token, "Cafe", "coffee", json!("3.50"))
         .await
         .expect(StatusCode::NO_CONTENT);
-    app.call(
-        Method::PUT,
-        "/bank/v1/users/self/consents/rewards",
-        Some(token),
-        Some(json!({"granted": false})),
-    )
-    .await
-    .expect(StatusCode::OK);
+    app.set_consent(token, "rewards", false)
+        .await
+        .expect(StatusCode::OK);
     let refused = app
         .charge(token, "Cafe", "coffee", json!("3.50"))
         .await
         .expect_problem(StatusCode::CONFLICT);
     assert!(refused["detail"].as_str().unwrap().contains("consent"));
-    app.call(
-        Method::PUT,
-        "/bank/v1/users/self/consents/rewards",
-        Some(token),
-        Some(json!({"granted": true})),
-    )
-    .await
-    .expect(StatusCode::OK);
+    app.set_consent(token, "rewards", true)
+        .await
+        .expect(StatusCode::OK);
     app.charge(token, "Cafe", "coffee", json!("3.50"))
         .await
         .expect(StatusCode::NO_CONTENT);
@@ -447,14 +437,9 @@ async fn consent_history_is_append_only_and_withdrawal_applies_to_the_next_reque
             assert!(event[field].is_string(), "{field} in {event}");
         }
     }
-    app.call(
-        Method::PUT,
-        "/bank/v1/users/self/consents/marketing",
-        Some(token),
-        Some(json!({"granted": true})),
-    )
-    .await
-    .expect_problem(StatusCode::NOT_FOUND);
+    app.set_consent(token, "marketing", true)
+        .await
+        .expect_problem(StatusCode::NOT_FOUND);
 }
 
 // ---------- export, rectification, requests ----------
@@ -619,14 +604,9 @@ async fn requests_are_recorded_with_due_dates_and_admins_see_the_queue(app: Test
 async fn restriction_refuses_charges_pauses_rewards_and_leaves_analytics(app: TestApp) {
     let person = app.person().await;
     let token = person.token();
-    app.call(
-        Method::PUT,
-        "/bank/v1/users/self/consents/analytics",
-        Some(token),
-        Some(json!({"granted": true})),
-    )
-    .await
-    .expect(StatusCode::OK);
+    app.set_consent(token, "analytics", true)
+        .await
+        .expect(StatusCode::OK);
     app.charge(token, "Fuel stop", "fuel", json!("40.00"))
         .await
         .expect(StatusCode::NO_CONTENT);
@@ -708,14 +688,9 @@ async fn profiling_needs_consent_and_stops_on_objection(app: TestApp) {
         .as_str()
         .unwrap()
         .contains("not consented to profiling"));
-    app.call(
-        Method::PUT,
-        "/bank/v1/users/self/consents/profiling",
-        Some(token),
-        Some(json!({"granted": true})),
-    )
-    .await
-    .expect(StatusCode::OK);
+    app.set_consent(token, "profiling", true)
+        .await
+        .expect(StatusCode::OK);
     let insights = app
         .get("/bank/v1/users/self/insights", token)
         .await
@@ -757,24 +732,30 @@ async fn profiling_needs_consent_and_stops_on_objection(app: TestApp) {
 
 // ---------- analytics and re-identification ----------
 
-async fn analytics_show_only_cells_with_at_least_k_people(app: TestApp) {
-    let admin = app.admin_token().await;
+/// `n` people who consented to analytics, each with one groceries charge of `amount`.
+async fn consenting_shoppers(
+    app: &TestApp,
+    n: usize,
+    merchant: &str,
+    amount: &str,
+) -> Vec<examplebank_testkit::Person> {
     let mut people = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..n {
         let person = app.person().await;
-        app.call(
-            Method::PUT,
-            "/bank/v1/users/self/consents/analytics",
-            Some(person.token()),
-            Some(json!({"granted": true})),
-        )
-        .await
-        .expect(StatusCode::OK);
-        app.charge(person.token(), "Supermarket", "groceries", json!("25.00"))
+        app.set_consent(person.token(), "analytics", true)
+            .await
+            .expect(StatusCode::OK);
+        app.charge(person.token(), merchant, "groceries", json!(amount))
             .await
             .expect(StatusCode::NO_CONTENT);
         people.push(person);
     }
+    people
+}
+
+async fn analytics_show_only_cells_with_at_least_k_people(app: TestApp) {
+    let admin = app.admin_token().await;
+    let people = consenting_shoppers(&app, 5, "Supermarket", "25.00").await;
     // Four of them also buy fuel: a cell of four people must not be shown.
     for person in &people[..4] {
         app.charge(person.token(), "Fuel", "fuel", json!("60.00"))
@@ -804,22 +785,7 @@ async fn analytics_show_only_cells_with_at_least_k_people(app: TestApp) {
 
 async fn an_erased_persons_distinctive_charge_is_never_revealed(app: TestApp) {
     let admin = app.admin_token().await;
-    let mut people = Vec::new();
-    for _ in 0..5 {
-        let person = app.person().await;
-        app.call(
-            Method::PUT,
-            "/bank/v1/users/self/consents/analytics",
-            Some(person.token()),
-            Some(json!({"granted": true})),
-        )
-        .await
-        .expect(StatusCode::OK);
-        app.charge(person.token(), "Market", "groceries", json!("20.00"))
-            .await
-            .expect(StatusCode::NO_CONTENT);
-        people.push(person);
-    }
+    let people = consenting_shoppers(&app, 5, "Market", "20.00").await;
     // One of them makes a distinctive charge, then leaves.
     let leaver = &people[0];
     app.charge(
