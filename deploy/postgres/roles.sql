@@ -29,6 +29,8 @@ $$;
 -- identity: accounts, codes, sessions and refresh tokens.
 GRANT INSERT, UPDATE ON accounts TO eb_identity;
 GRANT SELECT, INSERT, UPDATE ON auth_codes, token_families, refresh_tokens TO eb_identity;
+-- Split mode: the identity service forgets an account when the erasure service asks.
+GRANT DELETE ON accounts, auth_codes, token_families, refresh_tokens TO eb_identity;
 
 -- users: profile, consent ledger, requests; rectification re-seals account fields; export reads
 -- the person's transactions and points.
@@ -36,11 +38,17 @@ GRANT SELECT, INSERT, UPDATE ON bank_users, privacy_requests TO eb_users;
 GRANT SELECT, INSERT ON consent_events TO eb_users;
 GRANT UPDATE (given_name_enc, family_name_enc, email_enc) ON accounts TO eb_users;
 GRANT SELECT ON transactions, points_accounts, points_ledger TO eb_users;
+-- Split mode: the users service forgets a profile when the erasure service asks.
+GRANT DELETE ON bank_users, consent_events, privacy_requests TO eb_users;
 
 -- transactions: charges with their outbox events, points, idempotency, rules, analytics.
 GRANT SELECT, INSERT, UPDATE ON transactions, points_accounts, idempotency_keys, reward_rules TO eb_transactions;
 GRANT SELECT, INSERT ON points_ledger, outbox TO eb_transactions;
 GRANT SELECT ON bank_users, anonymous_facts, outbox TO eb_transactions;
+-- Split mode: the transactions service forgets a person's charges (keeping anonymous facts)
+-- when the erasure service asks.
+GRANT DELETE ON transactions, outbox, points_accounts, points_ledger, idempotency_keys TO eb_transactions;
+GRANT INSERT, UPDATE ON anonymous_facts TO eb_transactions;
 
 -- rewards: drains the outbox and writes points once.
 GRANT SELECT, UPDATE, DELETE ON outbox TO eb_rewards;
@@ -54,6 +62,8 @@ GRANT SELECT, DELETE ON accounts, bank_users, consent_events, points_accounts, p
     idempotency_keys, transactions, outbox, auth_codes, token_families, refresh_tokens TO eb_erasure;
 GRANT SELECT, INSERT, UPDATE, DELETE ON anonymous_facts, privacy_requests TO eb_erasure;
 GRANT UPDATE (erasure_requested_at) ON bank_users TO eb_erasure;
+-- Scheduled passes run once per period across replicas.
+GRANT SELECT, INSERT, DELETE ON scheduled_runs TO eb_erasure;
 
 -- One process running every role.
 GRANT eb_identity, eb_users, eb_transactions, eb_rewards, eb_erasure TO eb_app;

@@ -56,7 +56,7 @@ pub fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
 }
 
 pub fn signing_keys(settings: &Settings) -> anyhow::Result<SharedKeyRing> {
-    let dir = settings.keys_dir().join("signing");
+    let dir = settings.signing_keys_dir();
     SharedKeyRing::load_or_create(&dir)
         .with_context(|| format!("cannot open the signing keys at {}", dir.display()))
 }
@@ -64,12 +64,8 @@ pub fn signing_keys(settings: &Settings) -> anyhow::Result<SharedKeyRing> {
 /// The secret of the `rewards` service client: from settings, or generated once and kept in
 /// the key store (embedded default only).
 pub fn rewards_secret(settings: &Settings) -> anyhow::Result<String> {
-    if let Some(secret) = &settings.rewards_client_secret {
-        return Ok(secret.expose().to_owned());
-    }
-    let path = settings.keys_dir().join("rewards-client.secret");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(text.trim().to_owned());
+    if let Some(secret) = service_secret(settings, "rewards")? {
+        return Ok(secret);
     }
     if !settings.is_embedded() {
         anyhow::bail!(
@@ -77,8 +73,26 @@ pub fn rewards_secret(settings: &Settings) -> anyhow::Result<String> {
         );
     }
     let secret = crypto::secrets::random_token();
-    write_private(&path, &secret)?;
+    write_private(&settings.keys_dir().join("rewards-client.secret"), &secret)?;
     Ok(secret)
+}
+
+/// A service client's secret (`rewards`, `transactions` or `erasure`): from settings, or
+/// from `<keys_dir>/<client>-client.secret` when it was generated there.
+pub fn service_secret(settings: &Settings, client: &str) -> anyhow::Result<Option<String>> {
+    let configured = match client {
+        "rewards" => &settings.rewards_client_secret,
+        "transactions" => &settings.transactions_client_secret,
+        "erasure" => &settings.erasure_client_secret,
+        _ => anyhow::bail!("no service client named {client}"),
+    };
+    if let Some(secret) = configured {
+        return Ok(Some(secret.expose().to_owned()));
+    }
+    let path = settings.keys_dir().join(format!("{client}-client.secret"));
+    Ok(std::fs::read_to_string(&path)
+        .ok()
+        .map(|text| text.trim().to_owned()))
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -100,7 +114,39 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The first-party phone app and the rewards service.
 pub fn clients(public_base_url: &str, rewards_secret: &str) -> ClientRegistry {
-    ClientRegistry::new(vec![
+    ClientRegistry::new(base_clients(public_base_url, rewards_secret))
+}
+
+/// The phone app, the rewards service, and the `transactions` (standing) and `erasure`
+/// (forget) service clients of split mode when their secrets are configured.
+pub fn all_clients(settings: &Settings, public_base_url: &str) -> anyhow::Result<ClientRegistry> {
+    let mut clients = base_clients(public_base_url, &rewards_secret(settings)?);
+    for (id, scope) in [
+        ("transactions", Scope::Standing),
+        ("erasure", Scope::Forget),
+    ] {
+        if let Some(secret) = service_secret(settings, id)? {
+            clients.push(service_client(id, &secret, scope));
+        }
+    }
+    Ok(ClientRegistry::new(clients))
+}
+
+fn service_client(id: &str, secret: &str, scope: Scope) -> Client {
+    Client {
+        id: id.into(),
+        kind: ClientKind::Confidential {
+            secret_sha256: crypto::secrets::sha256(secret.as_bytes()),
+        },
+        redirect_uris: Vec::new(),
+        allowed_scopes: Scopes::new([scope]),
+        authorization_code: false,
+        client_credentials: true,
+    }
+}
+
+fn base_clients(public_base_url: &str, rewards_secret: &str) -> Vec<Client> {
+    vec![
         Client {
             id: "simulator".into(),
             kind: ClientKind::Public,
@@ -122,7 +168,7 @@ pub fn clients(public_base_url: &str, rewards_secret: &str) -> ClientRegistry {
             authorization_code: false,
             client_credentials: true,
         },
-    ])
+    ]
 }
 
 pub fn vault(keys: KeyStore) -> Arc<Vault> {

@@ -24,7 +24,12 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
     }
     let keys = bootstrap::open_keys(settings)?;
     let signing = bootstrap::signing_keys(settings)?;
-    let secret = bootstrap::rewards_secret(settings)?;
+    let roles = Roles::parse(&settings.roles)?;
+    let clients = if roles.has("identity") {
+        bootstrap::all_clients(settings, base_url)?
+    } else {
+        identity::ClientRegistry::default()
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let audit = Arc::new(audit::AuditLog::open(
         store.clone(),
@@ -32,12 +37,12 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
         settings.audit_checkpoint_file(),
         Arc::clone(&clock),
     )?);
-    Ok(Services::new(
+    let mut services = Services::new(
         store,
         audit,
         bootstrap::vault(keys),
         signing,
-        bootstrap::clients(base_url, &secret),
+        clients,
         clock,
         ServicesConfig {
             public_base_url: base_url.to_owned(),
@@ -61,7 +66,77 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
                 Duration::from_secs(settings.login_window_seconds),
             ),
         },
-    ))
+    );
+    services.reward_workers = settings.reward_workers;
+    if let Some(idp) = settings.external_idp() {
+        let verifier =
+            web::TokenVerifier::external(&idp, services.store.clone(), Arc::clone(&services.clock))
+                .map_err(|e| anyhow::anyhow!("external identity provider: {e}"))?
+                .with_person_limit(settings.rate_limit_per_person_per_minute);
+        verifier.prefetch().await;
+        services.verifier = Arc::new(verifier);
+    }
+    services.remote = remote_roles(settings, &roles)?;
+    Ok(services)
+}
+
+/// Clients for the roles this process calls over HTTP, each with its own service client.
+fn remote_roles(settings: &Settings, roles: &Roles) -> anyhow::Result<crate::server::Remote> {
+    let mut remote = crate::server::Remote::default();
+    let client = |id: &str, scope: domain::Scope| -> anyhow::Result<web::client::ServiceClient> {
+        let token_url = settings
+            .token_url()
+            .context("set identity_url or service_token_url for calls between services")?;
+        let secret = bootstrap::service_secret(settings, id)?.with_context(|| {
+            format!(
+                "set EXAMPLEBANK_{}_CLIENT_SECRET (or _FILE): this process calls other services as client {id}",
+                id.to_ascii_uppercase()
+            )
+        })?;
+        // With an external provider, ask for its name of the scope.
+        let scope = settings
+            .external_idp()
+            .and_then(|idp| idp.parsed_scope_map().ok())
+            .and_then(|map| map.into_iter().find(|(_, ours)| *ours == scope))
+            .map_or_else(|| scope.as_str().to_owned(), |(theirs, _)| theirs);
+        web::client::ServiceClient::new(web::client::ServiceCredentials {
+            token_url,
+            client_id: id.to_owned(),
+            client_secret: secret,
+            scope,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let url = |value: &Option<String>, name: &str| -> anyhow::Result<String> {
+        value
+            .clone()
+            .with_context(|| format!("set {name}: this process calls that role over HTTP"))
+    };
+    if roles.has("transactions") && !roles.has("users") {
+        remote.standing = Some(Arc::new(web::client::StandingClient::new(
+            client("transactions", domain::Scope::Standing)?,
+            &url(&settings.users_url, "users_url")?,
+            Duration::from_millis(settings.standing_cache_ms),
+        )));
+    }
+    if roles.has("rewards") && !roles.has("transactions") {
+        remote.rewards = Some(Arc::new(rewards::RemoteWriter {
+            client: client("rewards", domain::Scope::Rewards)?,
+            transactions_url: url(&settings.transactions_url, "transactions_url")?,
+        }));
+    }
+    if settings.erasure_is_remote(roles) {
+        remote.erasure = Some(Arc::new(erasure::RemoteRoles {
+            client: client("erasure", domain::Scope::Forget)?,
+            identity_url: match settings.oidc_issuer {
+                Some(_) => None,
+                None => Some(url(&settings.identity_url, "identity_url")?),
+            },
+            users_url: url(&settings.users_url, "users_url")?,
+            transactions_url: url(&settings.transactions_url, "transactions_url")?,
+        }));
+    }
+    Ok(remote)
 }
 
 fn base_url(settings: &Settings, bound: Option<std::net::SocketAddr>) -> String {
@@ -211,7 +286,7 @@ pub async fn admin_create(settings: Settings, username: &str) -> anyhow::Result<
 }
 
 pub fn rotate_signing(settings: &Settings) -> anyhow::Result<()> {
-    let dir = settings.keys_dir().join("signing");
+    let dir = settings.signing_keys_dir();
     let kid = crypto::keyring::SigningKeyRing::rotate(&dir, SystemClock.now_secs())
         .with_context(|| format!("cannot rotate the signing keys in {}", dir.display()))?;
     println!("new signing key {kid} is active; restart the server to sign with it (old tokens keep verifying until they expire)");

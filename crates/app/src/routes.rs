@@ -16,6 +16,10 @@ pub enum Access {
     Admin,
     /// The rewards service (`rewards`) or an administrator.
     RewardsOrAdmin,
+    /// Another examplebank service's client-credentials token with `standing`.
+    ServiceStanding,
+    /// The erasure service's client-credentials token with `forget`.
+    ServiceForget,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +37,7 @@ const fn route(method: &'static str, path: &'static str, access: Access) -> Rout
     }
 }
 
-use Access::{Account, Admin, Person, Public, RewardsOrAdmin};
+use Access::{Account, Admin, Person, Public, RewardsOrAdmin, ServiceForget, ServiceStanding};
 
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", Public),
@@ -82,6 +86,18 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/admin/v1/analytics", Admin),
     route("GET", "/admin/v1/audit", Admin),
     route("PUT", "/admin/v1/accounts/{id}/status", Admin),
+    route("GET", "/internal/v1/users/{id}/standing", ServiceStanding),
+    route("DELETE", "/internal/v1/users/{id}", ServiceForget),
+    route(
+        "DELETE",
+        "/internal/v1/transactions/people/{id}",
+        ServiceForget,
+    ),
+    route(
+        "DELETE",
+        "/internal/v1/identity/accounts/{id}",
+        ServiceForget,
+    ),
     // Destructive routes last, so a matrix walking the table in order keeps its people.
     route("POST", "/bank/v1/users/self/erasure", Person),
     route("DELETE", "/bank/v1/users/self", Person),

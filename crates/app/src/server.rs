@@ -36,6 +36,22 @@ pub struct Services {
     pub analytics_min_contributors: i64,
     pub retention: erasure::Retention,
     pub limits: Limits,
+    /// The other roles, reached over HTTP, when this process runs only some roles.
+    pub remote: Remote,
+    /// How many reward workers to run.
+    pub reward_workers: usize,
+}
+
+/// Clients for the roles this process does not run itself (split mode). Empty when every
+/// role runs here: then each role reads and writes the shared database directly.
+#[derive(Clone, Default)]
+pub struct Remote {
+    /// The transactions role asks the users service about people's standing.
+    pub standing: Option<Arc<web::client::StandingClient>>,
+    /// The rewards role writes points through the transactions service.
+    pub rewards: Option<Arc<rewards::RemoteWriter>>,
+    /// The erasure role tells identity, users and transactions to forget a person.
+    pub erasure: Option<Arc<erasure::RemoteRoles>>,
 }
 
 pub struct ServicesConfig {
@@ -88,6 +104,8 @@ impl Services {
             analytics_min_contributors: config.analytics_min_contributors,
             retention: config.retention,
             limits: config.limits,
+            remote: Remote::default(),
+            reward_workers: 1,
         }
     }
 
@@ -138,6 +156,7 @@ impl Services {
                 clock: Arc::clone(&self.clock),
                 reward_wakeup: Arc::clone(&self.reward_wakeup),
                 analytics_min_contributors: self.analytics_min_contributors,
+                standing: self.remote.standing.clone(),
             }));
         }
         if roles.has("ui") {
@@ -161,14 +180,19 @@ impl Services {
             shutdown.clone(),
         )));
         if roles.has("rewards") {
-            let worker = rewards::RewardWorker::new(
-                self.store.clone(),
-                Arc::clone(&self.clock),
-                Default::default(),
-            );
-            handles.push(tokio::spawn(
-                worker.run(Arc::clone(&self.reward_wakeup), shutdown.clone()),
-            ));
+            for _ in 0..self.reward_workers.max(1) {
+                let mut worker = rewards::RewardWorker::new(
+                    self.store.clone(),
+                    Arc::clone(&self.clock),
+                    Default::default(),
+                );
+                if let Some(remote) = &self.remote.rewards {
+                    worker = worker.with_remote(Arc::clone(remote));
+                }
+                handles.push(tokio::spawn(
+                    worker.run(Arc::clone(&self.reward_wakeup), shutdown.clone()),
+                ));
+            }
         }
         if roles.has("erasure") {
             let worker = self.erasure_worker();
@@ -204,13 +228,17 @@ impl Services {
     }
 
     pub fn erasure_worker(&self) -> erasure::ErasureWorker {
-        erasure::ErasureWorker::new(
+        let worker = erasure::ErasureWorker::new(
             self.store.clone(),
             Arc::clone(&self.audit),
             Arc::clone(&self.vault),
             Arc::clone(&self.clock),
             self.retention.clone(),
-        )
+        );
+        match &self.remote.erasure {
+            Some(remote) => worker.with_remote(Arc::clone(remote)),
+            None => worker,
+        }
     }
 }
 

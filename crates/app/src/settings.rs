@@ -101,6 +101,35 @@ pub struct Settings {
     /// How many Argon2 hashes may run at once.
     pub password_hash_concurrency: usize,
     pub database_max_connections: u32,
+    /// How many reward workers this process runs (each claims its own batches).
+    pub reward_workers: usize,
+    /// Where the signing key ring lives; defaults to `<keys_dir>/signing`. May be read-only
+    /// (a mounted secret) in every process that does not rotate keys.
+    pub signing_keys_dir: Option<PathBuf>,
+    /// Base URLs of the other roles, used when this process runs only some roles: the
+    /// transactions role asks users for standing, rewards writes through transactions,
+    /// erasure tells identity, users and transactions to forget a person.
+    pub identity_url: Option<String>,
+    pub users_url: Option<String>,
+    pub transactions_url: Option<String>,
+    /// The token endpoint for service tokens; defaults to `<identity_url>/identity/v1/token`.
+    pub service_token_url: Option<String>,
+    /// Secrets of the `transactions` and `erasure` service clients (split mode).
+    pub transactions_client_secret: Option<Secret>,
+    pub erasure_client_secret: Option<Secret>,
+    /// How long (milliseconds) the transactions service may reuse a person's standing
+    /// before asking the users service again; consent withdrawal and restriction take effect
+    /// across services within this time plus one request. At most 1000.
+    pub standing_cache_ms: u64,
+    /// An external OpenID provider instead of the identity role: its issuer, JWKS URL, the
+    /// audience its tokens must name, the claim with its scopes and how they map to ours
+    /// (`theirs=ours,...`), and the least time between two fetches of its keys.
+    pub oidc_issuer: Option<String>,
+    pub oidc_jwks_url: Option<String>,
+    pub oidc_audience: Option<String>,
+    pub oidc_scope_claim: String,
+    pub oidc_scope_map: String,
+    pub oidc_jwks_cooldown_seconds: u64,
 }
 
 impl Default for Settings {
@@ -143,12 +172,33 @@ impl Default for Settings {
             tls_self_signed: false,
             password_hash_concurrency: 2,
             database_max_connections: 16,
+            reward_workers: 2,
+            signing_keys_dir: None,
+            identity_url: None,
+            users_url: None,
+            transactions_url: None,
+            service_token_url: None,
+            transactions_client_secret: None,
+            erasure_client_secret: None,
+            standing_cache_ms: 500,
+            oidc_issuer: None,
+            oidc_jwks_url: None,
+            oidc_audience: None,
+            oidc_scope_claim: "scope".into(),
+            oidc_scope_map: String::new(),
+            oidc_jwks_cooldown_seconds: 30,
         }
     }
 }
 
 /// Keys whose values are secrets and may also come from `EXAMPLEBANK_<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["database_url", "master_key", "rewards_client_secret"];
+const SECRET_KEYS: &[&str] = &[
+    "database_url",
+    "master_key",
+    "rewards_client_secret",
+    "transactions_client_secret",
+    "erasure_client_secret",
+];
 /// Every setting's name with the kind of value it takes, read off the defaults, so the
 /// environment can name exactly the fields of `Settings` and nothing else.
 fn known_keys() -> Vec<(String, serde_json::Value)> {
@@ -350,11 +400,119 @@ impl Settings {
         if self.master_key.is_some() && self.master_key_file.is_some() {
             bail!("set either master_key or master_key_file, not both");
         }
-        let split = crate::roles::Roles::parse(&self.roles)?.is_split();
-        if split && self.database_url.is_none() {
+        let roles = crate::roles::Roles::parse(&self.roles)?;
+        if roles.is_split() && self.database_url.is_none() {
             bail!("running separate roles needs PostgreSQL: set EXAMPLEBANK_DATABASE_URL=postgres://...; SQLite serves only --roles all");
         }
+        for (name, url) in [
+            ("identity_url", &self.identity_url),
+            ("users_url", &self.users_url),
+            ("transactions_url", &self.transactions_url),
+            ("service_token_url", &self.service_token_url),
+            ("oidc_issuer", &self.oidc_issuer),
+            ("oidc_jwks_url", &self.oidc_jwks_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("{name} must be an http:// or https:// URL");
+                }
+            }
+        }
+        if !(1..=1000).contains(&self.standing_cache_ms) {
+            bail!("standing_cache_ms must be between 1 and 1000: consent withdrawal must reach every service within a second");
+        }
+        if !(1..=64).contains(&self.reward_workers) {
+            bail!("reward_workers must be between 1 and 64");
+        }
+        if self.oidc_issuer.is_some() {
+            if self.oidc_jwks_url.is_none() || self.oidc_audience.is_none() {
+                bail!("an external identity provider needs oidc_issuer, oidc_jwks_url and oidc_audience together");
+            }
+            if roles.has("identity") {
+                bail!("with an external identity provider (oidc_issuer) do not run the identity role: use e.g. --roles users,transactions,rewards,erasure,ui");
+            }
+            if self.oidc_jwks_cooldown_seconds == 0 {
+                bail!("oidc_jwks_cooldown_seconds must be greater than zero");
+            }
+            self.external_idp()
+                .map(|idp| idp.parsed_scope_map())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("oidc_scope_map: {e}"))?;
+        } else if self.oidc_jwks_url.is_some() || self.oidc_audience.is_some() {
+            bail!("oidc_jwks_url and oidc_audience need oidc_issuer");
+        }
+        for need in self.remote_needs(&roles) {
+            let (name, value) = need;
+            if value.is_none() {
+                bail!("{name} must be set: this process runs {} without the role it calls (see docs/operations.md, split mode)", roles.names().join(","));
+            }
+        }
         Ok(())
+    }
+
+    /// The URLs this process needs to reach the roles it does not run itself.
+    fn remote_needs(&self, roles: &crate::roles::Roles) -> Vec<(&'static str, Option<&String>)> {
+        let mut needs = Vec::new();
+        let mut calls = false;
+        if roles.has("transactions") && !roles.has("users") {
+            needs.push(("users_url", self.users_url.as_ref()));
+            calls = true;
+        }
+        if roles.has("rewards") && !roles.has("transactions") {
+            needs.push(("transactions_url", self.transactions_url.as_ref()));
+            calls = true;
+        }
+        if self.erasure_is_remote(roles) {
+            needs.push(("users_url", self.users_url.as_ref()));
+            needs.push(("transactions_url", self.transactions_url.as_ref()));
+            if self.oidc_issuer.is_none() {
+                needs.push(("identity_url", self.identity_url.as_ref()));
+            }
+            calls = true;
+        }
+        if calls {
+            needs.push((
+                "identity_url or service_token_url",
+                self.service_token_url
+                    .as_ref()
+                    .or(self.identity_url.as_ref()),
+            ));
+        }
+        needs
+    }
+
+    /// Whether the erasure role must ask other services to forget people.
+    pub fn erasure_is_remote(&self, roles: &crate::roles::Roles) -> bool {
+        roles.has("erasure")
+            && !(roles.has("users")
+                && roles.has("transactions")
+                && (roles.has("identity") || self.oidc_issuer.is_some()))
+    }
+
+    /// The token endpoint service clients use.
+    pub fn token_url(&self) -> Option<String> {
+        self.service_token_url.clone().or_else(|| {
+            self.identity_url
+                .as_ref()
+                .map(|base| format!("{}/identity/v1/token", base.trim_end_matches('/')))
+        })
+    }
+
+    pub fn external_idp(&self) -> Option<web::auth::ExternalIdp> {
+        Some(web::auth::ExternalIdp {
+            issuer: self.oidc_issuer.clone()?,
+            jwks_url: self.oidc_jwks_url.clone()?,
+            audience: self.oidc_audience.clone()?,
+            scope_claim: self.oidc_scope_claim.clone(),
+            scope_map: self.oidc_scope_map.clone(),
+            cooldown: std::time::Duration::from_secs(self.oidc_jwks_cooldown_seconds),
+        })
+    }
+
+    pub fn signing_keys_dir(&self) -> PathBuf {
+        self.signing_keys_dir
+            .clone()
+            .unwrap_or_else(|| self.keys_dir().join("signing"))
     }
 
     pub fn trusted_proxy_list(&self) -> anyhow::Result<Vec<std::net::IpAddr>> {

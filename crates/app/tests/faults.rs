@@ -14,9 +14,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use reqwest::{header, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, Row};
+use sqlx::{Connection, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,8 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::pg::{flag, http, new_person, with_db, TestDb};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_examplebank");
-const CLIENT_ID: &str = "simulator";
 /// The issuer of tokens, fixed so that tokens stay valid when the server comes back on
 /// another port after a crash (the issuer is the public base URL).
 const PUBLIC_BASE: &str = "http://examplebank.test";
@@ -35,83 +38,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(50);
 
 /// A stored charge as the check reads it: (category, processed, points earned, ledger entries).
 type StoredCharge = (String, i64, Option<i64>, i64);
-
-fn flag(name: &str) -> bool {
-    std::env::var(name)
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
-}
-
-fn postgres_required() -> bool {
-    flag("CI") || flag("EXAMPLEBANK_TEST_REQUIRE_POSTGRES")
-}
-
-fn admin_url() -> String {
-    std::env::var("EXAMPLEBANK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database of its own for one test, dropped at the end.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-async fn test_db(tag: &str) -> Option<TestDb> {
-    let mut admin = match sqlx::postgres::PgConnection::connect(&admin_url()).await {
-        Ok(conn) => conn,
-        Err(err) if !postgres_required() => {
-            eprintln!("SKIPPED: PostgreSQL not reachable ({err}); CI=true makes this a failure");
-            return None;
-        }
-        Err(err) => panic!("PostgreSQL is required (CI=true) but not reachable: {err}"),
-    };
-    let name = format!("eb_faults_{tag}_{}", std::process::id());
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let _ = admin.close().await;
-    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
-    Some(TestDb { name, url })
-}
-
-impl TestDb {
-    async fn connect(&self) -> sqlx::postgres::PgConnection {
-        sqlx::postgres::PgConnection::connect(&self.url)
-            .await
-            .unwrap()
-    }
-
-    async fn drop_database(&self) {
-        if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&admin_url()).await {
-            let _ = admin
-                .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-                .await;
-        }
-    }
-}
-
-/// Runs `body`, drops the test database whatever happened, then passes a failure on.
-async fn with_db<F, Fut>(tag: &str, body: F)
-where
-    F: FnOnce(Arc<TestDb>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let Some(db) = test_db(tag).await else {
-        return;
-    };
-    let db = Arc::new(db);
-    let outcome = tokio::spawn(body(Arc::clone(&db))).await;
-    db.drop_database().await;
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
 
 /// The real binary, serving on a free port of 127.0.0.1.
 struct Server {
@@ -189,98 +115,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// Signs up, logs in through the login page (code + PKCE) and registers with consent.
-/// Returns `(user id, access token)`.
-async fn new_person(http: &reqwest::Client, base: &str, label: &str) -> (String, String) {
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let username = format!("fault-{label}-{}", &tag[..8]);
-    let password = crypto::secrets::random_token();
-    let response = http
-        .post(format!("{base}/identity/v1/signup"))
-        .json(&json!({
-            "username": username,
-            "password": password,
-            "givenName": "Fault",
-            "familyName": "Tester",
-            "email": format!("{username}@example.org"),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "signup");
-    let user_id = response.json::<Value>().await.unwrap()["userId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let verifier = crypto::secrets::random_token();
-    let challenge = pkce_challenge(&verifier);
-    let redirect = format!("{PUBLIC_BASE}/callback");
-    let form = [
-        ("response_type", "code"),
-        ("client_id", CLIENT_ID),
-        ("redirect_uri", redirect.as_str()),
-        ("scope", "openid bank"),
-        ("state", "faults"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("username", username.as_str()),
-        ("password", password.as_str()),
-    ];
-    let response = http
-        .post(format!("{base}/identity/v1/authorize"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER, "login");
-    let location = response.headers()[header::LOCATION].to_str().unwrap();
-    let code = reqwest::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a code in the redirect");
-    let response = http
-        .post(format!("{base}/identity/v1/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect.as_str()),
-            ("client_id", CLIENT_ID),
-            ("code_verifier", verifier.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "code exchange");
-    let token = response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = http
-        .post(format!("{base}/bank/v1/users"))
-        .bearer_auth(&token)
-        .json(&json!({ "consentGiven": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT, "register");
-    (user_id, token)
-}
-
-/// RFC 7636 S256: base64url(SHA-256(verifier)) without padding.
-fn pkce_challenge(verifier: &str) -> String {
-    crypto::b64::encode(&crypto::secrets::sha256(verifier.as_bytes()))
 }
 
 /// One charge a client sent: unique amount per person, so each can be found in the table.
@@ -521,7 +355,8 @@ async fn crash_under_load(
     let http = http();
     let mut logs = Vec::new();
     for client in 0..clients {
-        let (user_id, token) = new_person(&http, &server.url, &format!("c{client}")).await;
+        let (user_id, token) =
+            new_person(&http, &server.url, PUBLIC_BASE, &format!("c{client}")).await;
         logs.push(ClientLog {
             user_id,
             token,
@@ -792,7 +627,7 @@ async fn postgres_down_means_not_ready_and_quick_503s_then_recovery_by_itself() 
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path(), &db.url, "all", "pgdown");
         let http = http();
-        let (_, token) = new_person(&http, &server.url, "pgdown").await;
+        let (_, token) = new_person(&http, &server.url, PUBLIC_BASE, "pgdown").await;
         let base = server.url.clone();
         let charge = |i: usize| {
             http.post(format!("{base}/bank/v1/transactions"))

@@ -122,6 +122,8 @@ fn every_operation_asks_for_the_access_the_route_table_gives() {
             Access::Account => (&["admin", "bank", "openid"], &["admin", "bank"]),
             Access::Admin => (&["admin"], &["admin"]),
             Access::RewardsOrAdmin => (&["admin", "rewards"], &["admin", "rewards"]),
+            Access::ServiceStanding => (&["standing"], &["standing"]),
+            Access::ServiceForget => (&["forget"], &["forget"]),
         };
         let scopes = required_scopes(&doc, &operation);
         if route.access == Access::Public {

@@ -6,6 +6,10 @@ pub enum Scope {
     Bank,
     Admin,
     Rewards,
+    /// A service may read a person's standing (registered, consent, restriction, erasure).
+    Standing,
+    /// The erasure service may tell the other roles to forget a person.
+    Forget,
 }
 
 impl Scope {
@@ -15,13 +19,22 @@ impl Scope {
             Scope::Bank => "bank",
             Scope::Admin => "admin",
             Scope::Rewards => "rewards",
+            Scope::Standing => "standing",
+            Scope::Forget => "forget",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Scope::OpenId, Scope::Bank, Scope::Admin, Scope::Rewards]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            Scope::OpenId,
+            Scope::Bank,
+            Scope::Admin,
+            Scope::Rewards,
+            Scope::Standing,
+            Scope::Forget,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 

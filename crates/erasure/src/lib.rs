@@ -47,6 +47,8 @@ pub enum ErasureError {
     Crypto(#[from] crypto::CryptoError),
     #[error("audit retention failed: {0}")]
     Audit(String),
+    #[error(transparent)]
+    Call(#[from] web::client::CallError),
 }
 
 /// What one pass did.
@@ -59,12 +61,28 @@ pub struct PassReport {
     pub audit_entries_deleted: i64,
 }
 
+/// The other roles, when they run as separate services: each forgets its own part of a
+/// person when told to.
+pub struct RemoteRoles {
+    pub client: web::client::ServiceClient,
+    /// `None` with an external identity provider: accounts live there, not here.
+    pub identity_url: Option<String>,
+    pub users_url: String,
+    pub transactions_url: String,
+}
+
+/// How long one erasure replica holds a request before another may take it over.
+const CLAIM_MICROS: i64 = 60 * 1_000_000;
+
 pub struct ErasureWorker {
     store: Store,
     audit: Arc<audit::AuditLog>,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
     retention: Retention,
+    remote: Option<Arc<RemoteRoles>>,
+    /// Names this process in the record of who ran a scheduled pass.
+    holder: String,
 }
 
 impl ErasureWorker {
@@ -81,11 +99,22 @@ impl ErasureWorker {
             vault,
             clock,
             retention,
+            remote: None,
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
         }
+    }
+
+    /// Tells the other roles over HTTP to forget people, instead of deleting their rows here.
+    pub fn with_remote(mut self, remote: Arc<RemoteRoles>) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Erases one person: key first, then journal, then the database.
     async fn erase(&self, request_id: &str, user_id: &str) -> Result<bool, ErasureError> {
+        if let Some(remote) = &self.remote {
+            return self.erase_remote(remote, request_id, user_id).await;
+        }
         self.vault.shred(user_id)?;
         self.vault.key_store().journal_append(user_id)?;
         let done = self
@@ -94,6 +123,68 @@ impl ErasureWorker {
             .await?;
         if done {
             tracing::info!(subject = %user_id, request = %request_id, "person erased");
+            self.audit
+                .record(
+                    "erasure-worker",
+                    "erasure.completed",
+                    &format!("user:{user_id}"),
+                    "ok",
+                )
+                .await;
+        }
+        Ok(done)
+    }
+
+    /// Erasure with the roles apart: claim the request (so one replica works on it), destroy
+    /// the key and journal the pseudonym, have transactions, users and identity each forget
+    /// their part (each order is idempotent, so a retry after a crash is safe), then mark the
+    /// request done.
+    async fn erase_remote(
+        &self,
+        remote: &RemoteRoles,
+        request_id: &str,
+        user_id: &str,
+    ) -> Result<bool, ErasureError> {
+        let now = self.clock.now_micros();
+        if !self
+            .store
+            .claim_erasure(request_id, now, now + CLAIM_MICROS)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.vault.shred(user_id)?;
+        self.vault.key_store().journal_append(user_id)?;
+        for (service, base, path) in [
+            (
+                "the transactions service",
+                Some(&remote.transactions_url),
+                "/internal/v1/transactions/people/",
+            ),
+            (
+                "the users service",
+                Some(&remote.users_url),
+                "/internal/v1/users/",
+            ),
+            (
+                "the identity service",
+                remote.identity_url.as_ref(),
+                "/internal/v1/identity/accounts/",
+            ),
+        ] {
+            let Some(base) = base else { continue };
+            let url = format!("{}{path}{user_id}", base.trim_end_matches('/'));
+            remote
+                .client
+                .call_ok(service, http::Method::DELETE, &url, None)
+                .await?;
+        }
+        let done = self
+            .store
+            .complete_erasure(request_id, self.clock.now_micros())
+            .await?;
+        if done {
+            tracing::info!(subject = %user_id, request = %request_id, "person erased by every role");
             self.audit
                 .record(
                     "erasure-worker",
@@ -167,6 +258,26 @@ impl ErasureWorker {
         Ok(report)
     }
 
+    /// A pass as the long-running worker does it: the retention rules once per `interval`
+    /// across all replicas (the replica that records the period first runs them), then every
+    /// due erasure (each claimed on its own). Returns whether this replica ran retention.
+    pub async fn run_scheduled(&self, interval: Duration) -> Result<bool, ErasureError> {
+        let now = self.clock.now_micros();
+        let period_micros = i64::try_from(interval.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let ran = self
+            .store
+            .claim_period("retention", now / period_micros, &self.holder, now)
+            .await?;
+        if ran {
+            let report = self.enforce_retention().await?;
+            tracing::debug!(?report, "retention pass");
+        }
+        self.run_due().await?;
+        Ok(ran)
+    }
+
     /// Applies the erasure journal again: anyone erased before who is back in the database
     /// (a restored backup) is removed again, and their key stays destroyed.
     pub async fn reapply_journal(&self) -> Result<usize, ErasureError> {
@@ -197,7 +308,7 @@ impl ErasureWorker {
             if *shutdown.borrow() {
                 break;
             }
-            if let Err(err) = self.run_once().await {
+            if let Err(err) = self.run_scheduled(interval).await {
                 tracing::warn!(error = %err, "erasure pass failed; it will be retried");
             }
             tokio::select! {

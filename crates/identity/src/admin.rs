@@ -71,3 +71,26 @@ pub async fn audit_status(
     }))
     .into_response())
 }
+
+/// `DELETE /internal/v1/identity/accounts/{id}`: the erasure service's order to forget a
+/// person's account, with its codes, sessions and refresh tokens. Idempotent.
+pub async fn forget_account(
+    State(state): State<IdentityState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = principal.service(Scope::Forget)?.to_owned();
+    let id = web::parse_id(&id, "account")?;
+    state.vault.shred(&id).map_err(|e| ApiError::internal(&e))?;
+    state.store.forget_account(&id).await?;
+    state
+        .audit
+        .record(
+            &format!("service:{caller}"),
+            "identity.forgotten",
+            &format!("user:{id}"),
+            "ok",
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -97,6 +97,10 @@ pub fn router(state: IdentityState) -> Router {
             axum::routing::put(admin::set_account_status),
         )
         .route("/admin/v1/audit", get(admin::audit_status))
+        .route(
+            "/internal/v1/identity/accounts/{id}",
+            axum::routing::delete(admin::forget_account),
+        )
         .route("/identity/v1/style.css", get(|| async { pages::style() }))
         .with_state(state)
 }

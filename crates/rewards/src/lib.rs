@@ -38,10 +38,18 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Writes points through the transactions service's API (`PUT
+/// /bank/v1/transactions/reward/{id}`) when that role runs as its own service.
+pub struct RemoteWriter {
+    pub client: web::client::ServiceClient,
+    pub transactions_url: String,
+}
+
 pub struct RewardWorker {
     store: Store,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
+    remote: Option<Arc<RemoteWriter>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +61,8 @@ enum ProcessError {
     Paused,
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Call(#[from] web::client::CallError),
 }
 
 impl RewardWorker {
@@ -61,7 +71,14 @@ impl RewardWorker {
             store,
             clock,
             config,
+            remote: None,
         }
+    }
+
+    /// Writes points through the transactions service instead of the database.
+    pub fn with_remote(mut self, remote: Arc<RemoteWriter>) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Runs until `shutdown` turns true, waking early when `wakeup` is notified.
@@ -118,13 +135,15 @@ impl RewardWorker {
                 tracing::error!(event = event.seq, %reason, "poison event parked");
                 self.store.park_event(event.seq, now, &reason).await
             }
-            Err(ProcessError::Store(err)) if event.attempts >= self.config.max_attempts => {
+            Err(err @ (ProcessError::Store(_) | ProcessError::Call(_)))
+                if event.attempts >= self.config.max_attempts =>
+            {
                 tracing::error!(event = event.seq, error = %err, "event parked after repeated failures");
                 self.store
                     .park_event(event.seq, now, "failed repeatedly")
                     .await
             }
-            Err(ProcessError::Store(err)) => {
+            Err(err @ (ProcessError::Store(_) | ProcessError::Call(_))) => {
                 let backoff = 200_000i64 << event.attempts.clamp(0, 10);
                 tracing::warn!(event = event.seq, error = %err, "event will be retried");
                 self.store
@@ -160,6 +179,11 @@ impl RewardWorker {
         if transaction.processed {
             return Ok(());
         }
+        let rate = rules.get(&transaction.category).copied().unwrap_or(1);
+        let points = points_for(transaction.amount_minor, rate);
+        if let Some(remote) = &self.remote {
+            return write_remote(&self.store, remote, &transaction.id, points).await;
+        }
         if self
             .store
             .bank_user(user_id)
@@ -168,8 +192,6 @@ impl RewardWorker {
         {
             return Err(ProcessError::Paused);
         }
-        let rate = rules.get(&transaction.category).copied().unwrap_or(1);
-        let points = points_for(transaction.amount_minor, rate);
         match self
             .store
             .reward_transaction(&transaction.id, points, self.clock.now_micros())
@@ -182,6 +204,51 @@ impl RewardWorker {
             RewardOutcome::AlreadyProcessed => Ok(()),
             RewardOutcome::NotFound => Err(ProcessError::Poison("the transaction vanished".into())),
         }
+    }
+}
+
+/// The write-back over HTTP. The transactions service answers 204 when the points are
+/// written, 400 `already-processed` when an earlier delivery wrote them (so a redelivered
+/// event still rewards once), and 409 `restricted` while the person restricts processing.
+async fn write_remote(
+    store: &Store,
+    remote: &RemoteWriter,
+    transaction: &str,
+    points: i64,
+) -> Result<(), ProcessError> {
+    let url = format!(
+        "{}/bank/v1/transactions/reward/{transaction}",
+        remote.transactions_url.trim_end_matches('/')
+    );
+    let body = serde_json::json!({ "pointsEarned": points });
+    let (status, answer) = remote
+        .client
+        .call(
+            "the transactions service",
+            http::Method::PUT,
+            &url,
+            Some(&body),
+        )
+        .await?;
+    let problem = web::client::problem_type(&answer);
+    match status.as_u16() {
+        200..=299 => {
+            tracing::info!(transaction = %transaction, points, "points written");
+            Ok(())
+        }
+        400 if problem == "already-processed" => Ok(()),
+        409 if problem == "restricted" => Err(ProcessError::Paused),
+        // Erased between the claim and the write: nothing to reward. If the transaction is
+        // still there, the URL points at the wrong service: retry (and park in the end).
+        404 if store.transaction(transaction).await?.is_none() => Ok(()),
+        404 => Err(ProcessError::Call(web::client::CallError::Refused {
+            service: "the transactions service".into(),
+            status,
+            problem,
+        })),
+        _ => Err(ProcessError::Poison(format!(
+            "the transactions service refused the points: {status} {problem}"
+        ))),
     }
 }
 

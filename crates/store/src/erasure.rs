@@ -233,6 +233,19 @@ async fn erase_in(
     user_id: &str,
     now: i64,
 ) -> Result<()> {
+    forget_transactions_in(tx, user_id, now).await?;
+    forget_profile_in(tx, user_id).await?;
+    forget_account_in(tx, user_id).await
+}
+
+/// The transactions role's part: the person's charges become anonymous facts and go, with
+/// their reward events, points and idempotency records. Running it twice changes nothing:
+/// the second run finds no transactions, so no fact is counted twice.
+async fn forget_transactions_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    now: i64,
+) -> Result<()> {
     let rows =
         sqlx::query("SELECT month, category, amount_minor FROM transactions WHERE user_id = $1")
             .bind(user_id)
@@ -270,17 +283,125 @@ async fn erase_in(
     for sql in [
         "DELETE FROM outbox WHERE subject IN (SELECT id FROM transactions WHERE user_id = $1)",
         "DELETE FROM transactions WHERE user_id = $1",
-        "DELETE FROM accounts WHERE id = $1",
-        "DELETE FROM bank_users WHERE id = $1",
-        "DELETE FROM consent_events WHERE user_id = $1",
         "DELETE FROM points_accounts WHERE user_id = $1",
         "DELETE FROM points_ledger WHERE user_id = $1",
         "DELETE FROM idempotency_keys WHERE user_id = $1",
-        // The person's other requests go too; their erasure request stays as the record that
-        // the erasure was done (and the audit log keeps the pseudonymous trail).
+    ] {
+        sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The users role's part: profile, consent ledger and the person's other requests. Their
+/// erasure request stays as the record that the erasure was done (and the audit log keeps
+/// the pseudonymous trail).
+async fn forget_profile_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &str) -> Result<()> {
+    for sql in [
+        "DELETE FROM bank_users WHERE id = $1",
+        "DELETE FROM consent_events WHERE user_id = $1",
         "DELETE FROM privacy_requests WHERE user_id = $1 AND kind <> 'erasure'",
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The identity role's part: the account, and with it (by cascade) codes, sessions and
+/// refresh tokens.
+async fn forget_account_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM accounts WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Erasure when the roles run as separate services: each role forgets its own part when the
+/// erasure service asks it to, and the erasure service claims and completes the request.
+impl Store {
+    pub async fn forget_transactions(&self, user_id: &str, now: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        forget_transactions_in(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn forget_profile(&self, user_id: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        forget_profile_in(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn forget_account(&self, user_id: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        forget_account_in(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes a pending erasure request for `lease_until - now` microseconds, so that of
+    /// several erasure replicas one works on it; if that replica dies the lease runs out and
+    /// another takes it over. Returns false when someone else holds it or it is done.
+    pub async fn claim_erasure(
+        &self,
+        request_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE privacy_requests SET run_after = $3 \
+             WHERE id = $1 AND kind = 'erasure' AND status = 'pending' AND run_after <= $2",
+        )
+        .bind(request_id)
+        .bind(now)
+        .bind(lease_until)
+        .execute(&self.writer)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Marks a claimed erasure request as carried out. Returns false if it already was.
+    pub async fn complete_erasure(&self, request_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE privacy_requests SET status = 'completed', completed_at = $2 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(request_id)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that scheduled job `job` runs for period `period` (e.g. the number of whole
+    /// intervals since the epoch). Exactly one caller per (job, period) gets true, however
+    /// many replicas ask: the primary key decides.
+    pub async fn claim_period(
+        &self,
+        job: &str,
+        period: i64,
+        holder: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO scheduled_runs (job, period, holder, started_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (job, period) DO NOTHING",
+        )
+        .bind(job)
+        .bind(period)
+        .bind(holder)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            // Old rows say nothing useful; keep a day's worth of history at most.
+            sqlx::query("DELETE FROM scheduled_runs WHERE job = $1 AND started_at < $2")
+                .bind(job)
+                .bind(now - 24 * 3600 * 1_000_000)
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(inserted.rows_affected() == 1)
+    }
 }

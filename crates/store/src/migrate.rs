@@ -31,8 +31,10 @@ macro_rules! migrations {
     };
 }
 
-pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite": "0001_initial");
-pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres": "0001_initial");
+pub const MIGRATIONS_SQLITE: &[Migration] =
+    migrations!("sqlite": "0001_initial", "0002_scheduled_runs");
+pub const MIGRATIONS_POSTGRES: &[Migration] =
+    migrations!("postgres": "0001_initial", "0002_scheduled_runs");
 
 pub fn migration_names(backend: Backend) -> Vec<&'static str> {
     list(backend).iter().map(|m| m.name).collect()

@@ -14,6 +14,9 @@ pub struct NewCharge<'a> {
     /// `(key, hash of the request)` when the client sent an `Idempotency-Key`.
     pub idempotency: Option<(&'a str, &'a str)>,
     pub now: i64,
+    /// True when the caller has already asked the users service about the person's standing
+    /// (roles running as separate services); false checks it here, in the same transaction.
+    pub standing_checked: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -80,23 +83,25 @@ impl Store {
                 });
             }
         }
-        let standing = sqlx::query(
-            "SELECT consent_rewards, restricted_at, erasure_requested_at FROM bank_users WHERE id = $1",
-        )
-        .bind(charge.user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(standing) = standing else {
-            return Ok(ChargeOutcome::NotRegistered);
-        };
-        if get_opt_i64(&standing, "erasure_requested_at")?.is_some() {
-            return Ok(ChargeOutcome::ErasurePending);
-        }
-        if get_i64(&standing, "consent_rewards")? != 1 {
-            return Ok(ChargeOutcome::NoConsent);
-        }
-        if get_opt_i64(&standing, "restricted_at")?.is_some() {
-            return Ok(ChargeOutcome::Restricted);
+        if !charge.standing_checked {
+            let standing = sqlx::query(
+                "SELECT consent_rewards, restricted_at, erasure_requested_at FROM bank_users WHERE id = $1",
+            )
+            .bind(charge.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(standing) = standing else {
+                return Ok(ChargeOutcome::NotRegistered);
+            };
+            if get_opt_i64(&standing, "erasure_requested_at")?.is_some() {
+                return Ok(ChargeOutcome::ErasurePending);
+            }
+            if get_i64(&standing, "consent_rewards")? != 1 {
+                return Ok(ChargeOutcome::NoConsent);
+            }
+            if get_opt_i64(&standing, "restricted_at")?.is_some() {
+                return Ok(ChargeOutcome::Restricted);
+            }
         }
         sqlx::query(
             "INSERT INTO transactions (id, user_id, name_enc, category, amount_minor, month, created_at) \

@@ -112,3 +112,33 @@ pub async fn analytics(
     }))
     .into_response())
 }
+
+/// `DELETE /internal/v1/transactions/people/{id}`: the erasure service's order to forget a
+/// person: their charges become anonymous facts and go, with their reward events, points and
+/// idempotency records. Idempotent: a second call finds nothing and counts nothing twice.
+pub async fn forget_person(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = principal.service(Scope::Forget)?.to_owned();
+    let id = web::parse_id(&id, "person")?;
+    state.vault.shred(&id).map_err(|e| ApiError::internal(&e))?;
+    state
+        .store
+        .forget_transactions(&id, state.clock.now_micros())
+        .await?;
+    if let Some(remote) = &state.standing {
+        remote.evict(&id);
+    }
+    state
+        .audit
+        .record(
+            &format!("service:{caller}"),
+            "transactions.forgotten",
+            &format!("user:{id}"),
+            "ok",
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -35,6 +35,18 @@ pub async fn create_charge(
     let amount = Amount::parse_json(request.amount.get())
         .map_err(|e| ApiError::unprocessable(format!("amount: {e}")))?;
     let key = idempotency_key(&headers)?;
+    // Apart from the users role, its answer decides here; together, the charge's own
+    // database transaction checks the same columns (and cannot race with a withdrawal).
+    let standing_checked = match &state.standing {
+        Some(remote) => {
+            let standing = remote.standing(user_id).await?;
+            if let Some(refusal) = refusal(standing) {
+                return Err(refusal);
+            }
+            true
+        }
+        None => false,
+    };
     let request_hash = sha256_hex(&format!(
         "{}\u{0}{}\u{0}{}",
         name.as_str(),
@@ -61,6 +73,7 @@ pub async fn create_charge(
             month: &month,
             idempotency: key.as_deref().map(|k| (k, request_hash.as_str())),
             now,
+            standing_checked,
         })
         .await?;
     match outcome {
@@ -70,25 +83,57 @@ pub async fn create_charge(
             Ok(StatusCode::NO_CONTENT)
         }
         ChargeOutcome::Replayed => Ok(StatusCode::NO_CONTENT),
-        ChargeOutcome::KeyReused => Err(ApiError::unprocessable(
-            "this Idempotency-Key was already used for a different charge",
-        )),
-        ChargeOutcome::NotRegistered => Err(ApiError::not_found(
-            "you are not registered; POST /bank/v1/users first",
-        )),
-        ChargeOutcome::NoConsent => Err(ApiError::conflict(
-            "no-consent",
-            "you have not consented to the rewards programme, so charges are not accepted",
-        )),
-        ChargeOutcome::Restricted => Err(ApiError::conflict(
-            "restricted",
-            "you have restricted the processing of your data, so new charges are not accepted",
-        )),
-        ChargeOutcome::ErasurePending => Err(ApiError::conflict(
-            "erasure-pending",
-            "your data is being erased, so new charges are not accepted",
-        )),
+        refused => Err(match refused {
+            ChargeOutcome::KeyReused => ApiError::unprocessable(
+                "this Idempotency-Key was already used for a different charge",
+            ),
+            ChargeOutcome::NotRegistered => refusal(web::client::Standing::unregistered())
+                .unwrap_or_else(|| ApiError::internal(&"unregistered person passed")),
+            ChargeOutcome::NoConsent => no_consent(),
+            ChargeOutcome::Restricted => restricted(),
+            _ => erasure_pending(),
+        }),
     }
+}
+
+/// Why a person in this standing may not be charged, if they may not.
+fn refusal(standing: web::client::Standing) -> Option<ApiError> {
+    if !standing.registered {
+        return Some(ApiError::not_found(
+            "you are not registered; POST /bank/v1/users first",
+        ));
+    }
+    if standing.erasure_pending {
+        return Some(erasure_pending());
+    }
+    if !standing.consent_rewards {
+        return Some(no_consent());
+    }
+    if standing.restricted {
+        return Some(restricted());
+    }
+    None
+}
+
+fn no_consent() -> ApiError {
+    ApiError::conflict(
+        "no-consent",
+        "you have not consented to the rewards programme, so charges are not accepted",
+    )
+}
+
+fn restricted() -> ApiError {
+    ApiError::conflict(
+        "restricted",
+        "you have restricted the processing of your data, so new charges are not accepted",
+    )
+}
+
+fn erasure_pending() -> ApiError {
+    ApiError::conflict(
+        "erasure-pending",
+        "your data is being erased, so new charges are not accepted",
+    )
 }
 
 /// Renders a transaction for its owner, decrypting the merchant with the owner's key.

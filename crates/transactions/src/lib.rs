@@ -27,6 +27,30 @@ pub struct TransactionsState {
     pub reward_wakeup: Arc<Notify>,
     /// Analytics cells with fewer contributors than this are suppressed (k-anonymity).
     pub analytics_min_contributors: i64,
+    /// Where people's standing comes from when the users role runs as its own service;
+    /// `None` reads it from the database in the charge's own transaction.
+    pub standing: Option<Arc<web::client::StandingClient>>,
+}
+
+impl TransactionsState {
+    /// The person's standing: asked of the users service when it runs apart, else read here.
+    pub(crate) async fn standing_of(
+        &self,
+        person: &str,
+    ) -> Result<web::client::Standing, web::ApiError> {
+        if let Some(remote) = &self.standing {
+            return Ok(remote.standing(person).await?);
+        }
+        Ok(match self.store.bank_user(person).await? {
+            Some(user) => web::client::Standing {
+                registered: true,
+                consent_rewards: user.consent_rewards,
+                restricted: user.restricted_at.is_some(),
+                erasure_pending: user.erasure_requested_at.is_some(),
+            },
+            None => web::client::Standing::unregistered(),
+        })
+    }
 }
 
 impl FromRef<TransactionsState> for Arc<TokenVerifier> {
@@ -56,6 +80,10 @@ pub fn router(state: TransactionsState) -> Router {
         )
         .route("/admin/v1/outbox", get(admin::outbox_status))
         .route("/admin/v1/analytics", get(admin::analytics))
+        .route(
+            "/internal/v1/transactions/people/{id}",
+            axum::routing::delete(admin::forget_person),
+        )
         .with_state(state)
 }
 

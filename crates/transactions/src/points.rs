@@ -108,13 +108,27 @@ pub async fn reward_transaction(
             "pointsEarned must be from 0 to {MAX_POINTS}"
         )));
     }
+    // The rewards service must not process the points of someone who restricted processing
+    // (Art. 18); it waits and tries again. (An administrator's correction is not held back.)
+    if principal.scopes.contains(Scope::Rewards) && !principal.scopes.contains(Scope::Admin) {
+        if let Some(owner) = state.store.transaction(&id).await?.and_then(|t| t.user_id) {
+            if state.standing_of(&owner).await?.restricted {
+                return Err(ApiError::conflict(
+                    "restricted",
+                    "the person has restricted processing; points wait until it is lifted",
+                ));
+            }
+        }
+    }
     match state
         .store
         .reward_transaction(&id, request.points_earned, state.clock.now_micros())
         .await?
     {
         RewardOutcome::Rewarded => Ok(StatusCode::NO_CONTENT),
-        RewardOutcome::AlreadyProcessed => Err(ApiError::bad_request(
+        RewardOutcome::AlreadyProcessed => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "already-processed",
             "this transaction was already processed",
         )),
         RewardOutcome::NotFound => Err(ApiError::not_found("no such transaction")),

@@ -3,11 +3,12 @@
 //! own key; this role decrypts them only to show them to that person.
 
 mod consent;
+mod internal;
 mod profile;
 mod rights;
 
 use axum::extract::FromRef;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use crypto::vault::Vault;
 use domain::Clock;
@@ -102,5 +103,7 @@ pub fn router(state: UsersState) -> Router {
         .route("/bank/v1/users/self/requests", get(rights::list_requests))
         .route("/bank/v1/users/self/insights", get(rights::insights))
         .route("/admin/v1/requests", get(rights::request_queue))
+        .route("/internal/v1/users/{id}/standing", get(internal::standing))
+        .route("/internal/v1/users/{id}", delete(internal::forget))
         .with_state(state)
 }

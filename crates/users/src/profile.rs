@@ -24,6 +24,9 @@ pub async fn register_user(
     StrictJson(request): StrictJson<RegisterRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = principal.person()?;
+    if state.verifier.is_external() {
+        ensure_external_key(&state, id)?;
+    }
     let hash = policy_hash();
     let consents: Vec<ConsentRecord> = domain::Purpose::ALL
         .iter()
@@ -58,6 +61,29 @@ pub async fn register_user(
     }
 }
 
+/// People of an external identity provider have no account here, so their data key is made
+/// when they register. Someone erased stays erased: their pseudonym is in the journal.
+fn ensure_external_key(state: &UsersState, id: &str) -> Result<(), ApiError> {
+    let internal = |e: crypto::CryptoError| ApiError::internal(&e);
+    if state.vault.person_key(id).map_err(internal)?.is_some() {
+        return Ok(());
+    }
+    let keys = state.vault.key_store();
+    if keys
+        .journal_entries()
+        .map_err(internal)?
+        .iter()
+        .any(|p| p == id)
+    {
+        return Err(ApiError::conflict(
+            "erased",
+            "this identity was erased and cannot register again",
+        ));
+    }
+    state.vault.create_person(id).map_err(internal)?;
+    Ok(())
+}
+
 async fn registered(state: &UsersState, id: &str) -> Result<store::BankUser, ApiError> {
     state
         .store
@@ -72,28 +98,28 @@ pub async fn get_profile(
 ) -> Result<Response, ApiError> {
     let id = principal.person()?;
     let user = registered(&state, id).await?;
-    let account = state
-        .store
-        .account(id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    let account = state.store.account(id).await?;
+    // With an external identity provider the account (names, e-mail) lives there.
+    if account.is_none() && !state.verifier.is_external() {
+        return Err(ApiError::unauthorized("the account no longer exists"));
+    }
     let key = state
         .vault
         .person_key(id)
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
-    let open = |field: &str, sealed: &Option<Vec<u8>>| -> Result<Option<String>, ApiError> {
+    let open = |field: &str, sealed: Option<&[u8]>| -> Result<Option<String>, ApiError> {
         sealed
-            .as_deref()
             .map(|s| Vault::open(&key, field, id, s).map_err(|e| ApiError::internal(&e)))
             .transpose()
     };
+    let account = account.as_ref();
     Ok(Json(json!({
         "userId": user.id,
-        "username": Vault::open(&key, "accounts.username", id, &account.username_enc).map_err(|e| ApiError::internal(&e))?,
-        "givenName": open("accounts.given_name", &account.given_name_enc)?,
-        "familyName": open("accounts.family_name", &account.family_name_enc)?,
-        "email": open("accounts.email", &account.email_enc)?,
+        "username": open("accounts.username", account.map(|a| a.username_enc.as_slice()))?,
+        "givenName": open("accounts.given_name", account.and_then(|a| a.given_name_enc.as_deref()))?,
+        "familyName": open("accounts.family_name", account.and_then(|a| a.family_name_enc.as_deref()))?,
+        "email": open("accounts.email", account.and_then(|a| a.email_enc.as_deref()))?,
         "consentGiven": user.consent_rewards,
         "consents": {
             "rewards": user.consent_rewards,

@@ -6,7 +6,10 @@ use crate::ApiError;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::{header, request::Parts};
 use domain::{Clock, Scope, Scopes};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use store::{SessionState, Store};
 
 /// Who is calling.
@@ -55,6 +58,16 @@ impl Principal {
         }
     }
 
+    /// Another examplebank service (client credentials) holding `scope`; people never pass,
+    /// whatever scopes their token carries.
+    pub fn service(&self, scope: Scope) -> Result<&str, ApiError> {
+        self.require(scope)?;
+        if self.kind != PrincipalKind::Service {
+            return Err(ApiError::forbidden_scope(scope.as_str()));
+        }
+        Ok(&self.subject)
+    }
+
     /// A person acting for themselves with the `bank` scope.
     pub fn person(&self) -> Result<&str, ApiError> {
         self.require(Scope::Bank)?;
@@ -67,13 +80,148 @@ impl Principal {
 
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
+/// Verified tokens remembered beyond this are dropped wholesale.
+const VERIFIED_CACHE_LIMIT: usize = 50_000;
+
+/// What a token's signature and claims established, remembered until the token expires so
+/// that a token used again is not verified again (Ed25519 verification was half the CPU time
+/// of a charge). The account and session checks still run on every request.
+#[derive(Clone)]
+struct Verified {
+    subject: String,
+    client_id: String,
+    scopes: Scopes,
+    session: Option<String>,
+    kind: PrincipalKind,
+    expires_at: i64,
+}
+
+/// Settings for an external OpenID provider that issues the access tokens instead of the
+/// built-in identity role.
+#[derive(Debug, Clone)]
+pub struct ExternalIdp {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+    /// The claim holding the provider's scopes (a space-separated string or an array).
+    pub scope_claim: String,
+    /// `provider-scope=our-scope` pairs, comma-separated; empty maps our scope names to
+    /// themselves. Provider scopes not listed are ignored.
+    pub scope_map: String,
+    /// At most one JWKS fetch per this period, however many unknown key ids arrive.
+    pub cooldown: Duration,
+}
+
+impl ExternalIdp {
+    /// Parses the scope map; a pair naming a scope we do not have is an error.
+    pub fn parsed_scope_map(&self) -> Result<Vec<(String, Scope)>, String> {
+        if self.scope_map.trim().is_empty() {
+            return Ok([
+                Scope::OpenId,
+                Scope::Bank,
+                Scope::Admin,
+                Scope::Rewards,
+                Scope::Standing,
+                Scope::Forget,
+            ]
+            .into_iter()
+            .map(|s| (s.as_str().to_owned(), s))
+            .collect());
+        }
+        self.scope_map
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (theirs, ours) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("'{pair}' is not provider-scope=our-scope"))?;
+                let ours = Scope::parse(ours.trim())
+                    .ok_or_else(|| format!("'{}' is not one of our scopes", ours.trim()))?;
+                Ok((theirs.trim().to_owned(), ours))
+            })
+            .collect()
+    }
+}
+
+/// The provider's signing keys, fetched from its JWKS URL and kept; an unknown key id causes
+/// at most one fetch per cool-down period.
+struct JwksCache {
+    url: String,
+    http: reqwest::Client,
+    cooldown: Duration,
+    keys: RwLock<crypto::jws::Verifier>,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    fetches: AtomicU64,
+    scope_claim: String,
+    scope_map: Vec<(String, Scope)>,
+}
+
+impl JwksCache {
+    /// Fetches the key set unless a fetch happened within the cool-down. Returns whether a
+    /// fetch was made (successful or not).
+    async fn refresh(&self) -> bool {
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.cooldown) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = async {
+            let response = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("status {}", response.status()));
+            }
+            let jwks: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+            crypto::jws::Verifier::from_jwks(&jwks).map_err(|e| e.to_string())
+        }
+        .await;
+        match fetched {
+            Ok(verifier) => {
+                tracing::info!(
+                    keys = verifier.kids().len(),
+                    "identity provider keys fetched"
+                );
+                if let Ok(mut keys) = self.keys.write() {
+                    *keys = verifier;
+                }
+            }
+            Err(reason) => tracing::warn!(%reason, "cannot fetch the identity provider's keys"),
+        }
+        true
+    }
+
+    fn map_scopes(&self, claim: Option<&serde_json::Value>) -> Scopes {
+        let given: Vec<&str> = match claim {
+            Some(serde_json::Value::String(text)) => text.split(' ').collect(),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|i| i.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        Scopes::new(
+            self.scope_map
+                .iter()
+                .filter(|(theirs, _)| given.contains(&theirs.as_str()))
+                .map(|(_, ours)| *ours),
+        )
+    }
+}
+
 pub struct TokenVerifier {
     per_person: Option<crate::ratelimit::RateLimiter>,
     keys: RwLock<crypto::jws::Verifier>,
+    external: Option<JwksCache>,
     issuer: String,
     audience: String,
     store: Store,
     clock: Arc<dyn Clock>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 impl TokenVerifier {
@@ -87,11 +235,64 @@ impl TokenVerifier {
         Self {
             per_person: None,
             keys: RwLock::new(keys),
+            external: None,
             issuer: issuer.into(),
             audience: audience.into(),
             store,
             clock,
+            verified: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Verifies tokens of an external provider, with keys from its JWKS URL. The key set is
+    /// fetched on first need (call [`TokenVerifier::prefetch`] at start).
+    pub fn external(
+        idp: &ExternalIdp,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut verifier = Self::new(
+            crypto::jws::Verifier::new(),
+            idp.issuer.clone(),
+            idp.audience.clone(),
+            store,
+            clock,
+        );
+        verifier.external = Some(JwksCache {
+            url: idp.jwks_url.clone(),
+            http,
+            cooldown: idp.cooldown,
+            keys: RwLock::new(crypto::jws::Verifier::new()),
+            last_fetch: tokio::sync::Mutex::new(None),
+            fetches: AtomicU64::new(0),
+            scope_claim: idp.scope_claim.clone(),
+            scope_map: idp.parsed_scope_map()?,
+        });
+        Ok(verifier)
+    }
+
+    /// Fetches an external provider's keys now (no-op for the built-in identity role).
+    pub async fn prefetch(&self) {
+        if let Some(external) = &self.external {
+            external.refresh().await;
+        }
+    }
+
+    /// How many times the external provider's JWKS was fetched.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.external
+            .as_ref()
+            .map_or(0, |e| e.fetches.load(Ordering::Relaxed))
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
     }
 
     /// Limits how many requests one person (or service) may make per minute.
@@ -103,10 +304,14 @@ impl TokenVerifier {
         self
     }
 
-    /// Replaces the verification keys (after a signing-key rotation).
+    /// Replaces the verification keys (after a signing-key rotation). Remembered
+    /// verifications are dropped, so a key taken out of the ring stops working at once.
     pub fn replace_keys(&self, keys: crypto::jws::Verifier) {
         if let Ok(mut guard) = self.keys.write() {
             *guard = keys;
+        }
+        if let Ok(mut cache) = self.verified.lock() {
+            cache.clear();
         }
     }
 
@@ -114,40 +319,120 @@ impl TokenVerifier {
         &self.issuer
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let claims = {
-            let keys = self
-                .keys
-                .read()
-                .map_err(|_| ApiError::internal(&"token key lock poisoned"))?;
-            let expectations = crypto::jws::Expectations {
-                typ: ACCESS_TOKEN_TYPE,
-                issuer: &self.issuer,
-                audience: &self.audience,
-                now: self.clock.now_secs(),
-                leeway: 5,
-            };
-            keys.verify(token, &expectations).map_err(|err| {
-                tracing::info!(reason = %err, "bearer credential refused");
-                ApiError::unauthorized("the access token is not valid")
-            })?
+    fn check_signature(
+        &self,
+        keys: &RwLock<crypto::jws::Verifier>,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, crypto::jws::JwtError> {
+        let keys = keys.read().map_err(|_| crypto::jws::JwtError::UnknownKey)?;
+        let expectations = crypto::jws::Expectations {
+            typ: ACCESS_TOKEN_TYPE,
+            issuer: &self.issuer,
+            audience: &self.audience,
+            now: self.clock.now_secs(),
+            leeway: 5,
+        };
+        keys.verify(token, &expectations)
+    }
+
+    /// Signature, type, issuer, audience and time; then the claims this server needs.
+    async fn verify_token(&self, token: &str) -> Result<Verified, ApiError> {
+        let refused = |err: crypto::jws::JwtError| {
+            tracing::info!(reason = %err, "bearer credential refused");
+            ApiError::unauthorized("the access token is not valid")
+        };
+        let claims = match &self.external {
+            None => self.check_signature(&self.keys, token).map_err(refused)?,
+            Some(external) => match self.check_signature(&external.keys, token) {
+                Err(crypto::jws::JwtError::UnknownKey) => {
+                    // A key the provider added since the last fetch: fetch again, at most
+                    // once per cool-down, then try once more.
+                    external.refresh().await;
+                    self.check_signature(&external.keys, token)
+                        .map_err(refused)?
+                }
+                other => other.map_err(refused)?,
+            },
         };
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-        let (Some(subject), Some(client_id), Some(scope)) =
-            (text("sub"), text("client_id"), text("scope"))
-        else {
-            return Err(ApiError::unauthorized(
-                "the access token lacks required claims",
-            ));
+        let expires_at = claims
+            .get("exp")
+            .and_then(|v| v.as_i64())
+            .unwrap_or_default();
+        let (subject, client_id, scopes) = match &self.external {
+            None => {
+                let (Some(subject), Some(client_id), Some(scope)) =
+                    (text("sub"), text("client_id"), text("scope"))
+                else {
+                    return Err(ApiError::unauthorized(
+                        "the access token lacks required claims",
+                    ));
+                };
+                let scopes = Scopes::parse(&scope)
+                    .ok_or_else(|| ApiError::unauthorized("the access token has unknown scopes"))?;
+                (subject, client_id, scopes)
+            }
+            Some(external) => {
+                let (Some(subject), Some(client_id)) =
+                    (text("sub"), text("client_id").or_else(|| text("azp")))
+                else {
+                    return Err(ApiError::unauthorized(
+                        "the access token lacks required claims",
+                    ));
+                };
+                let scopes = external.map_scopes(claims.get(&external.scope_claim));
+                (subject, client_id, scopes)
+            }
         };
-        let scopes = Scopes::parse(&scope)
-            .ok_or_else(|| ApiError::unauthorized("the access token has unknown scopes"))?;
         let session = text("sid");
         let kind = if session.is_none() && subject == client_id {
             PrincipalKind::Service
         } else {
             PrincipalKind::Person
         };
+        Ok(Verified {
+            subject,
+            client_id,
+            scopes,
+            session,
+            kind,
+            expires_at,
+        })
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let digest = crypto::secrets::sha256(token.as_bytes());
+        let now = self.clock.now_secs();
+        let remembered = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&digest).cloned())
+            .filter(|v| v.expires_at > now);
+        let verified = match remembered {
+            Some(verified) => verified,
+            None => {
+                let verified = self.verify_token(token).await?;
+                if let Ok(mut cache) = self.verified.lock() {
+                    if cache.len() >= VERIFIED_CACHE_LIMIT {
+                        cache.retain(|_, v| v.expires_at > now);
+                        if cache.len() >= VERIFIED_CACHE_LIMIT {
+                            cache.clear();
+                        }
+                    }
+                    cache.insert(digest, verified.clone());
+                }
+                verified
+            }
+        };
+        let Verified {
+            subject,
+            client_id,
+            scopes,
+            session,
+            kind,
+            ..
+        } = verified;
         if let Some(limiter) = &self.per_person {
             limiter
                 .check(&format!("sub:{subject}"))
@@ -156,7 +441,9 @@ impl TokenVerifier {
                     ApiError::from(exceeded)
                 })?;
         }
-        if kind == PrincipalKind::Person {
+        // People signed in here must still have a live account and session. An external
+        // provider's sessions are its own: its tokens live until they expire.
+        if kind == PrincipalKind::Person && self.external.is_none() {
             let state = self
                 .store
                 .session_state(&subject, session.as_deref())

@@ -3,6 +3,7 @@
 //! and the protective layers (limits, timeouts, security headers, request ids).
 
 pub mod auth;
+pub mod client;
 pub mod html;
 pub mod json;
 pub mod layers;
