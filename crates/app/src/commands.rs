@@ -77,7 +77,36 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
         services.verifier = Arc::new(verifier);
     }
     services.remote = remote_roles(settings, &roles)?;
+    services.dependencies = dependencies(settings, &services.remote);
     Ok(services)
+}
+
+/// The services this process calls, for `/readyz`.
+fn dependencies(settings: &Settings, remote: &crate::server::Remote) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |name: &str, url: &Option<String>| {
+        if let Some(url) = url {
+            if !out.iter().any(|(n, _)| n == name) {
+                out.push((name.to_owned(), url.clone()));
+            }
+        }
+    };
+    if remote.standing.is_some() {
+        add("users", &settings.users_url);
+    }
+    if remote.rewards.is_some() {
+        add("transactions", &settings.transactions_url);
+    }
+    if let Some(erasure) = &remote.erasure {
+        add("users", &settings.users_url);
+        add("transactions", &settings.transactions_url);
+        add("identity", &erasure.identity_url);
+    }
+    let calls = remote.standing.is_some() || remote.rewards.is_some() || remote.erasure.is_some();
+    if calls && settings.oidc_issuer.is_none() {
+        add("identity", &settings.identity_url);
+    }
+    out
 }
 
 /// Clients for the roles this process calls over HTTP, each with its own service client.

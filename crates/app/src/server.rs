@@ -40,6 +40,8 @@ pub struct Services {
     pub remote: Remote,
     /// How many reward workers to run.
     pub reward_workers: usize,
+    /// Other services this process calls: (name, base URL). `/readyz` checks they answer.
+    pub dependencies: Vec<(String, String)>,
 }
 
 /// Clients for the roles this process does not run itself (split mode). Empty when every
@@ -106,6 +108,7 @@ impl Services {
             limits: config.limits,
             remote: Remote::default(),
             reward_workers: 1,
+            dependencies: Vec::new(),
         }
     }
 
@@ -128,7 +131,7 @@ impl Services {
     pub fn router(&self, roles: &Roles) -> Router {
         let mut router = Router::new()
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(self.store.clone()))
+            .route("/readyz", get(readyz).with_state(self.clone()))
             .route("/metrics", get(metrics).with_state(self.clone()))
             .merge(crate::openapi::router());
         if roles.has("identity") {
@@ -297,6 +300,13 @@ async fn metrics(axum::extract::State(services): axum::extract::State<Services>)
         "1 when the database answers.",
         up,
     ));
+    if services.verifier.is_external() {
+        gauges.push((
+            "examplebank_oidc_jwks_fetches",
+            "Fetches of the external identity provider's JWKS since start.",
+            services.verifier.jwks_fetches() as f64,
+        ));
+    }
     let body = web::metrics::metrics().render(&gauges);
     (
         [(
@@ -312,15 +322,54 @@ async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "alive" })).into_response()
 }
 
-async fn readyz(axum::extract::State(store): axum::extract::State<Store>) -> Response {
-    if store.ping().await {
-        Json(serde_json::json!({ "status": "ready", "database": "up" })).into_response()
-    } else {
-        web::ApiError::new(
+/// Ready when the database answers and so does every service this process calls (their
+/// `/healthz`, one second at most each, asked at the same time).
+async fn readyz(axum::extract::State(services): axum::extract::State<Services>) -> Response {
+    if !services.store.ping().await {
+        return web::ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "the database does not answer",
         )
-        .into_response()
+        .into_response();
     }
+    let mut checks = Vec::new();
+    for (name, base) in &services.dependencies {
+        let url = format!("{}/healthz", base.trim_end_matches('/'));
+        let name = name.clone();
+        checks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let up = client
+                .get(url)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            (name, up)
+        }));
+    }
+    let mut dependencies = serde_json::Map::new();
+    let mut down = Vec::new();
+    for check in checks {
+        if let Ok((name, up)) = check.await {
+            if !up {
+                down.push(name.clone());
+            }
+            dependencies.insert(name, serde_json::json!(if up { "up" } else { "down" }));
+        }
+    }
+    if !down.is_empty() {
+        return web::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            format!("not answering: {}", down.join(", ")),
+        )
+        .into_response();
+    }
+    Json(serde_json::json!({
+        "status": "ready",
+        "database": "up",
+        "dependencies": dependencies,
+    }))
+    .into_response()
 }

@@ -667,6 +667,72 @@ mod tests {
     }
 
     #[test]
+    fn split_mode_needs_the_urls_of_the_roles_it_calls() {
+        let pg = ("EXAMPLEBANK_DATABASE_URL", "postgres://db/bank");
+        let load =
+            |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs), &Overrides::default());
+        let err = load(&[pg, ("EXAMPLEBANK_ROLES", "transactions")]).expect_err("no users_url");
+        assert!(err.to_string().contains("users_url"), "{err}");
+        let err = load(&[
+            pg,
+            ("EXAMPLEBANK_ROLES", "transactions"),
+            ("EXAMPLEBANK_USERS_URL", "http://users"),
+        ])
+        .expect_err("no token endpoint");
+        assert!(err.to_string().contains("identity_url"), "{err}");
+        let ok = load(&[
+            pg,
+            ("EXAMPLEBANK_ROLES", "transactions"),
+            ("EXAMPLEBANK_USERS_URL", "http://users"),
+            ("EXAMPLEBANK_IDENTITY_URL", "http://identity"),
+        ])
+        .expect("complete");
+        assert_eq!(
+            ok.token_url().as_deref(),
+            Some("http://identity/identity/v1/token")
+        );
+        let err = load(&[pg, ("EXAMPLEBANK_ROLES", "rewards")]).expect_err("no transactions_url");
+        assert!(err.to_string().contains("transactions_url"), "{err}");
+        let err = load(&[pg, ("EXAMPLEBANK_ROLES", "erasure")]).expect_err("erasure calls three");
+        assert!(err.to_string().contains("_url"), "{err}");
+        // A process running users and transactions together needs no URL for standing.
+        assert!(load(&[pg, ("EXAMPLEBANK_ROLES", "users,transactions")]).is_ok());
+        // The bound of one second is enforced.
+        let err = load(&[("EXAMPLEBANK_STANDING_CACHE_MS", "1500")]).expect_err("over a second");
+        assert!(err.to_string().contains("standing_cache_ms"), "{err}");
+    }
+
+    #[test]
+    fn an_external_provider_replaces_the_identity_role() {
+        let pg = ("EXAMPLEBANK_DATABASE_URL", "postgres://db/bank");
+        let load =
+            |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs), &Overrides::default());
+        let idp = [
+            ("EXAMPLEBANK_OIDC_ISSUER", "https://login.example.org"),
+            (
+                "EXAMPLEBANK_OIDC_JWKS_URL",
+                "https://login.example.org/jwks",
+            ),
+            ("EXAMPLEBANK_OIDC_AUDIENCE", "bank-api"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = vec![pg];
+            all.extend_from_slice(&idp);
+            all.extend_from_slice(extra);
+            all
+        };
+        let err = load(&with(&[])).expect_err("roles all includes identity");
+        assert!(err.to_string().contains("identity role"), "{err}");
+        let roles = ("EXAMPLEBANK_ROLES", "users,transactions,rewards,erasure,ui");
+        assert!(load(&with(&[roles])).is_ok());
+        let err = load(&with(&[roles, ("EXAMPLEBANK_OIDC_SCOPE_MAP", "x=nope")]))
+            .expect_err("unknown scope");
+        assert!(err.to_string().contains("oidc_scope_map"), "{err}");
+        let err = load(&[pg, roles, idp[0]]).expect_err("issuer alone");
+        assert!(err.to_string().contains("together"), "{err}");
+    }
+
+    #[test]
     fn the_test_suites_variables_are_not_settings() {
         let s = Settings::load_from(
             None,

@@ -334,6 +334,28 @@ async fn run_split(db: &TestDb) {
             servers.push((role, server));
         }
     }
+    // Each process is ready only when what it calls answers.
+    let http = http();
+    for (role, server) in &servers {
+        let ready: serde_json::Value = http
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["status"], "ready", "{role}: {ready}");
+        let needs: &[&str] = match *role {
+            "transactions" => &["users", "identity"],
+            "rewards" => &["transactions", "identity"],
+            "erasure" => &["users", "transactions", "identity"],
+            _ => &[],
+        };
+        for need in needs {
+            assert_eq!(ready["dependencies"][need], "up", "{role}: {ready}");
+        }
+    }
     let dump_logs = || {
         for (role, server) in &servers {
             eprintln!(
@@ -366,7 +388,6 @@ async fn run_split(db: &TestDb) {
     }
     println!("{}", String::from_utf8_lossy(&demo.stdout));
 
-    let http = http();
     let tx = replicas["transactions"].clone();
     let (user_id, token) = new_person(&http, &entry, &entry, "split").await;
 

@@ -231,7 +231,90 @@ async fn unique_keys_become_conflicts(app: TestApp) {
     let _: &Store = app.store();
 }
 
+/// Scheduled work: of any number of replicas asking for the same period, exactly one runs it.
+async fn each_period_is_claimed_once(app: TestApp) {
+    let store = app.store();
+    let claims = futures_claims(store, "retention", 42).await;
+    assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+    assert!(store.claim_period("retention", 43, "b", 2).await.unwrap());
+    assert!(!store.claim_period("retention", 43, "a", 3).await.unwrap());
+    // Another job's period is its own.
+    assert!(store.claim_period("other", 43, "a", 3).await.unwrap());
+}
+
+async fn futures_claims(store: &Store, job: &str, period: i64) -> Vec<bool> {
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        let job = job.to_owned();
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_period(&job, period, &format!("replica-{n}"), 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+/// Split-mode erasure: each role's part can run twice (a retry after a crash) without
+/// counting anyone twice in the anonymous facts, and a claimed request is held for a while.
+async fn forgetting_twice_counts_nobody_twice(app: TestApp) {
+    let (person, _) = one_charge(&app, "20.00", "fuel").await;
+    let store = app.store();
+    let now = 1_000_000;
+    let (request, created) = store
+        .request_erasure("req-1", &person, now, now, now + 1)
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(store
+        .claim_erasure(&request.id, now, now + 60)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .claim_erasure(&request.id, now + 1, now + 61)
+            .await
+            .unwrap(),
+        "a claimed request is not taken by another replica"
+    );
+    let facts = |cells: Vec<store::AnalyticsCell>| -> i64 {
+        cells
+            .iter()
+            .filter(|c| c.category == "fuel")
+            .map(|c| c.contributors)
+            .sum()
+    };
+    let before = facts(store.analytics_cells().await.unwrap());
+    for _ in 0..2 {
+        store.forget_transactions(&person, now).await.unwrap();
+        store.forget_profile(&person).await.unwrap();
+        store.forget_account(&person).await.unwrap();
+    }
+    assert_eq!(facts(store.analytics_cells().await.unwrap()), before + 1);
+    assert!(store.bank_user(&person).await.unwrap().is_none());
+    assert!(store.account(&person).await.unwrap().is_none());
+    assert!(store
+        .list_transactions(&person, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.complete_erasure(&request.id, now + 2).await.unwrap());
+    assert!(!store.complete_erasure(&request.id, now + 3).await.unwrap());
+    assert!(!store
+        .claim_erasure(&request.id, now + 100, now + 160)
+        .await
+        .unwrap());
+}
+
 examplebank_testkit::both_backends!(
+    each_period_is_claimed_once,
+    forgetting_twice_counts_nobody_twice,
     migrations_are_idempotent_and_recorded,
     rewards_are_written_exactly_once,
     redemptions_never_overdraw_under_concurrency,

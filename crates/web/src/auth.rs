@@ -504,3 +504,70 @@ where
         Ok(principal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idp(map: &str) -> ExternalIdp {
+        ExternalIdp {
+            issuer: "https://login.example.org".into(),
+            jwks_url: "https://login.example.org/jwks".into(),
+            audience: "bank".into(),
+            scope_claim: "scp".into(),
+            scope_map: map.into(),
+            cooldown: Duration::from_secs(30),
+        }
+    }
+
+    fn cache(map: &str) -> JwksCache {
+        JwksCache {
+            url: String::new(),
+            http: reqwest::Client::new(),
+            cooldown: Duration::from_secs(30),
+            keys: RwLock::new(crypto::jws::Verifier::new()),
+            last_fetch: tokio::sync::Mutex::new(None),
+            fetches: AtomicU64::new(0),
+            scope_claim: "scp".into(),
+            scope_map: idp(map).parsed_scope_map().expect("map"),
+        }
+    }
+
+    #[test]
+    fn provider_scopes_map_to_ours_and_the_rest_is_ignored() {
+        let c = cache("bank:read=bank, ops=admin");
+        let given = serde_json::json!("bank:read openid profile");
+        assert_eq!(c.map_scopes(Some(&given)).to_string(), "bank");
+        let array = serde_json::json!(["ops", "bank:read", "bank"]);
+        assert_eq!(c.map_scopes(Some(&array)).to_string(), "bank admin");
+        assert!(c.map_scopes(None).is_empty());
+        // Without a map our own names pass, and unknown names never do.
+        let plain = cache("");
+        let given = serde_json::json!("bank superuser");
+        assert_eq!(plain.map_scopes(Some(&given)).to_string(), "bank");
+    }
+
+    #[test]
+    fn a_scope_map_naming_an_unknown_scope_is_refused() {
+        assert!(idp("x=root").parsed_scope_map().is_err());
+        assert!(idp("no-equals-sign").parsed_scope_map().is_err());
+    }
+
+    #[tokio::test]
+    async fn unknown_key_ids_fetch_at_most_once_per_cool_down() {
+        // Nothing listens on port 9 of 127.0.0.1: every fetch fails, and still counts.
+        let mut c = cache("");
+        c.url = "http://127.0.0.1:9/jwks".into();
+        assert!(c.refresh().await, "the first need fetches");
+        for _ in 0..20 {
+            assert!(
+                !c.refresh().await,
+                "within the cool-down nothing is fetched"
+            );
+        }
+        assert_eq!(c.fetches.load(Ordering::Relaxed), 1);
+        *c.last_fetch.lock().await = Some(Instant::now() - Duration::from_secs(31));
+        assert!(c.refresh().await, "after the cool-down one more fetch");
+        assert_eq!(c.fetches.load(Ordering::Relaxed), 2);
+    }
+}
