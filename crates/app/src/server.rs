@@ -165,7 +165,12 @@ impl Services {
         if roles.has("ui") {
             router = router.merge(ui::router());
         }
-        web::layers::harden(router, &self.limits, Some(Arc::clone(&self.audit)))
+        web::layers::harden_with(
+            router,
+            &self.limits,
+            Some(Arc::clone(&self.audit)),
+            Some(Arc::clone(&self.verifier)),
+        )
     }
 
     /// Starts the background workers of the roles this process runs.

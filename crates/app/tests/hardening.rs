@@ -115,6 +115,57 @@ fn per_address_rate_limit_answers_429_with_retry_after() {
     assert!(spoofed.starts_with("HTTP/1.1 429"), "{spoofed}");
 }
 
+/// In split mode one transactions replica asks the users service once per charge, all from
+/// one address with one service token: a verified service token passes the per-address limit
+/// and has a service's allowance (a hundred times a person's), while anonymous requests from
+/// the same address are still limited.
+#[test]
+fn service_calls_have_their_own_allowance_and_anonymous_ones_stay_limited() {
+    let server = start(
+        &[],
+        &[
+            ("EXAMPLEBANK_RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "5"),
+            ("EXAMPLEBANK_RATE_LIMIT_PER_PERSON_PER_MINUTE", "1"),
+        ],
+    );
+    let secret =
+        std::fs::read_to_string(server.dir.path().join("keys/rewards-client.secret")).unwrap();
+    let form = format!(
+        "grant_type=client_credentials&scope=rewards&client_id=rewards&client_secret={}",
+        secret.trim()
+    );
+    let answer = http(
+        &server.addr,
+        &format!(
+            "POST /identity/v1/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let token = body
+        .split("\"access_token\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an access token");
+    let reward = format!(
+        "PUT /bank/v1/transactions/reward/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{{\"pointsEarned\":1}}",
+        "0190a0b0-0000-7000-8000-000000000001"
+    );
+    for i in 0..20 {
+        let answer = http(&server.addr, &reward);
+        assert!(
+            answer.starts_with("HTTP/1.1 404"),
+            "service call {i}: {answer}"
+        );
+    }
+    for _ in 0..3 {
+        get(&server.addr, "/healthz", "");
+    }
+    let refused = get(&server.addr, "/healthz", "");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+}
+
 #[test]
 fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
     let server = start(

@@ -213,8 +213,13 @@ impl JwksCache {
     }
 }
 
+/// Service clients call on behalf of many people at once (every charge asks the users
+/// service for a standing), so their allowance is this many times a person's.
+pub const SERVICE_LIMIT_FACTOR: u32 = 100;
+
 pub struct TokenVerifier {
     per_person: Option<crate::ratelimit::RateLimiter>,
+    per_service: Option<crate::ratelimit::RateLimiter>,
     keys: RwLock<crypto::jws::Verifier>,
     external: Option<JwksCache>,
     issuer: String,
@@ -234,6 +239,7 @@ impl TokenVerifier {
     ) -> Self {
         Self {
             per_person: None,
+            per_service: None,
             keys: RwLock::new(keys),
             external: None,
             issuer: issuer.into(),
@@ -295,13 +301,31 @@ impl TokenVerifier {
         self.external.is_some()
     }
 
-    /// Limits how many requests one person (or service) may make per minute.
+    /// Limits how many requests one person may make per minute; a service client may make
+    /// [`SERVICE_LIMIT_FACTOR`] times as many.
     pub fn with_person_limit(mut self, per_minute: u32) -> Self {
         self.per_person = Some(crate::ratelimit::RateLimiter::new(
             per_minute,
             std::time::Duration::from_secs(60),
         ));
+        self.per_service = Some(crate::ratelimit::RateLimiter::new(
+            per_minute.saturating_mul(SERVICE_LIMIT_FACTOR),
+            std::time::Duration::from_secs(60),
+        ));
         self
+    }
+
+    /// Whether `token` was already verified as a service's and has not expired: the
+    /// per-address limit lets such calls through (a transactions replica asks the users
+    /// service once per charge, all from one address). Only a look-up; nothing is verified.
+    pub fn is_known_service(&self, token: &str) -> bool {
+        let digest = crypto::secrets::sha256(token.as_bytes());
+        let now = self.clock.now_secs();
+        self.verified.lock().is_ok_and(|cache| {
+            cache
+                .get(&digest)
+                .is_some_and(|v| v.kind == PrincipalKind::Service && v.expires_at > now)
+        })
     }
 
     /// Replaces the verification keys (after a signing-key rotation). Remembered
@@ -433,7 +457,11 @@ impl TokenVerifier {
             kind,
             ..
         } = verified;
-        if let Some(limiter) = &self.per_person {
+        let limiter = match kind {
+            PrincipalKind::Person => &self.per_person,
+            PrincipalKind::Service => &self.per_service,
+        };
+        if let Some(limiter) = limiter {
             limiter
                 .check(&format!("sub:{subject}"))
                 .map_err(|exceeded| {
@@ -466,7 +494,12 @@ impl TokenVerifier {
 
 /// Extracts the token from `Authorization: Bearer <token>`.
 pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    bearer_in(&parts.headers)
+}
+
+/// Extracts the token from the `Authorization: Bearer <token>` header among `headers`.
+pub fn bearer_in(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(ApiError::unauthorized(
             "send an access token: 'Authorization: Bearer <token>'",

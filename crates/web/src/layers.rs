@@ -80,6 +80,9 @@ pub fn client_ip(
 struct AddressLimit {
     limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
     trusted: std::sync::Arc<Vec<IpAddr>>,
+    /// Lets through calls with a service token it already verified (see
+    /// [`crate::TokenVerifier::is_known_service`]).
+    verifier: Option<std::sync::Arc<crate::TokenVerifier>>,
 }
 
 /// Resolves the client address, puts it in the request's extensions, and applies the
@@ -98,8 +101,14 @@ async fn limit_per_address(
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
     let ip = client_ip(peer, forwarded, &limit.trusted);
+    let known_service = limit.verifier.as_ref().is_some_and(|verifier| {
+        crate::auth::bearer_in(req.headers()).is_ok_and(|t| verifier.is_known_service(t))
+    });
     if let Some(ip) = ip {
         req.extensions_mut().insert(ClientIp(ip));
+        if known_service {
+            return next.run(req).await;
+        }
         if let Err(exceeded) = limit.limiter.check(&format!("ip:{ip}")) {
             tracing::warn!("rate limit reached for a client address");
             return crate::ApiError::from(exceeded).into_response();
@@ -123,6 +132,17 @@ pub fn harden(
     limits: &Limits,
     audit: Option<std::sync::Arc<audit::AuditLog>>,
 ) -> Router {
+    harden_with(router, limits, audit, None)
+}
+
+/// [`harden`], letting calls with an already verified service token past the per-address
+/// limit (they have their own, per service client).
+pub fn harden_with(
+    router: Router,
+    limits: &Limits,
+    audit: Option<std::sync::Arc<audit::AuditLog>>,
+    verifier: Option<std::sync::Arc<crate::TokenVerifier>>,
+) -> Router {
     // A route layer sees the matched route pattern; requests that match no route are counted
     // by the fallback below.
     let router = router
@@ -138,6 +158,7 @@ pub fn harden(
             Duration::from_secs(60),
         )),
         trusted: std::sync::Arc::new(limits.trusted_proxies.clone()),
+        verifier,
     };
     let router = router
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
