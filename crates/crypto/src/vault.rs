@@ -11,12 +11,18 @@ use std::sync::{Arc, Mutex};
 /// Unwrapped data keys kept in memory; cleared wholesale when full, and per person on erasure.
 const CACHE_LIMIT: usize = 4096;
 
+/// How long an unwrapped key is used from memory before the key store is read again. Several
+/// processes share one key store (split mode, replicas); when one of them shreds a person's key,
+/// the others stop using their copy within this time.
+pub const CACHE_SECONDS: u64 = 60;
+
 pub struct Vault {
     keys: KeyStore,
-    cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    cache: Mutex<HashMap<String, (Arc<DataKey>, std::time::Instant)>>,
     /// People shredded by this process: their keys are never served again, even by a read
     /// that raced with the shredding.
     shredded: Mutex<std::collections::HashSet<String>>,
+    cache_age: std::time::Duration,
 }
 
 impl Vault {
@@ -25,7 +31,14 @@ impl Vault {
             keys,
             cache: Mutex::new(HashMap::new()),
             shredded: Mutex::new(std::collections::HashSet::new()),
+            cache_age: std::time::Duration::from_secs(CACHE_SECONDS),
         }
+    }
+
+    /// Uses unwrapped keys from memory for at most `age` (default [`CACHE_SECONDS`]).
+    pub fn with_cache_age(mut self, age: std::time::Duration) -> Self {
+        self.cache_age = age;
+        self
     }
 
     pub fn key_store(&self) -> &KeyStore {
@@ -44,9 +57,16 @@ impl Vault {
         if self.was_shredded(owner) {
             return Ok(None);
         }
-        if let Some(key) = self.cache.lock().ok().and_then(|c| c.get(owner).cloned()) {
+        let fresh = self.cache_age;
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.get(owner)
+                .filter(|(_, at)| at.elapsed() < fresh)
+                .map(|(key, _)| Arc::clone(key))
+        });
+        if let Some(key) = cached {
             return Ok(Some(key));
         }
+        self.forget(owner);
         let Some(key) = self.keys.data_key(owner)? else {
             return Ok(None);
         };
@@ -77,7 +97,10 @@ impl Vault {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(owner.to_owned(), Arc::clone(key));
+            cache.insert(
+                owner.to_owned(),
+                (Arc::clone(key), std::time::Instant::now()),
+            );
         }
     }
 
@@ -108,5 +131,39 @@ impl Vault {
     /// The blind index of a normalised value in a named domain (e.g. `username`).
     pub fn blind_index(&self, domain: &str, normalised: &str) -> Vec<u8> {
         self.keys.index_key().blind_index(domain, normalised)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn vault_over(dir: &std::path::Path, age: Duration) -> Vault {
+        let (keys, _) = KeyStore::open(dir, None, true).expect("key store");
+        Vault::new(keys).with_cache_age(age)
+    }
+
+    /// Several processes share one key store. When one shreds a person's key, another stops
+    /// using its unwrapped copy once that copy is older than the cache age.
+    #[test]
+    fn a_key_shredded_elsewhere_is_dropped_from_memory_after_the_cache_age() {
+        let dir = tempfile::tempdir().expect("dir");
+        let eraser = vault_over(dir.path(), Duration::from_secs(60));
+        let long = vault_over(dir.path(), Duration::from_secs(60));
+        let short = vault_over(dir.path(), Duration::ZERO);
+        eraser.create_person("p1").expect("create");
+        assert!(long.person_key("p1").expect("read").is_some());
+        assert!(short.person_key("p1").expect("read").is_some());
+        assert!(eraser.shred("p1").expect("shred"));
+        assert!(eraser.person_key("p1").expect("read").is_none());
+        assert!(
+            long.person_key("p1").expect("read").is_some(),
+            "within the cache age the copy in memory is still used"
+        );
+        assert!(
+            short.person_key("p1").expect("read").is_none(),
+            "past the cache age the key store is read again and the key is gone"
+        );
     }
 }
