@@ -8,7 +8,7 @@ mod app;
 mod postgres;
 
 pub use app::{Person, TestApp, TestResponse, Tokens};
-pub use postgres::{postgres_required, postgres_url};
+pub use postgres::{postgres_required, postgres_url, TempDatabase};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

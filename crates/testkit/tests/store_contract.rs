@@ -323,3 +323,42 @@ examplebank_testkit::both_backends!(
     poison_events_are_parked_and_failures_retried_with_backoff,
     unique_keys_become_conflicts,
 );
+
+/// Connections to PostgreSQL are encrypted when the server offers TLS, and `sslmode=require`
+/// works (the production URL adds `verify-full` and the server's CA).
+#[tokio::test]
+async fn postgres_connections_use_tls_when_the_server_offers_it() {
+    use sqlx::{Connection, Row};
+    let Some(db) = examplebank_testkit::TempDatabase::create().await else {
+        return;
+    };
+    let mut probe = sqlx::postgres::PgConnection::connect(&db.url)
+        .await
+        .unwrap();
+    let ssl: String = sqlx::query("SHOW ssl")
+        .fetch_one(&mut probe)
+        .await
+        .unwrap()
+        .get(0);
+    if ssl != "on" {
+        eprintln!("SKIPPED: this PostgreSQL server has ssl = {ssl}");
+        return;
+    }
+    for url in [db.url.clone(), format!("{}?sslmode=require", db.url)] {
+        let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+        let encrypted: bool =
+            sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get(0);
+        assert!(encrypted, "{url} is not encrypted");
+    }
+    let store = Store::connect_postgres(
+        &format!("{}?sslmode=require", db.url),
+        &store::StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(store.ping().await);
+}
