@@ -1348,3 +1348,91 @@ fn the_dockerfile_check_catches_a_root_or_single_stage_image() {
         assert!(!dockerfile_problems(&bad).is_empty(), "{what} is caught");
     }
 }
+
+// ---- the example Secrets -------------------------------------------------------------------
+
+/// (Secret name, key) pairs a value mounts or reads: projected or plain secret volumes and
+/// `secretKeyRef`s, found anywhere below `value`.
+fn secret_refs(value: &Value, out: &mut BTreeSet<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            let items = |v: Option<&Value>| -> Vec<String> {
+                v.and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| i["key"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if let Some(name) = map.get("secretName").and_then(Value::as_str) {
+                for key in items(map.get("items")) {
+                    out.insert((name.to_owned(), key));
+                }
+                out.insert((name.to_owned(), String::new()));
+            }
+            if let Some(secret) = map.get("secret").and_then(Value::as_object) {
+                if let Some(name) = secret.get("name").and_then(Value::as_str) {
+                    for key in items(secret.get("items")) {
+                        out.insert((name.to_owned(), key));
+                    }
+                    out.insert((name.to_owned(), String::new()));
+                }
+            }
+            if let Some(reference) = map.get("secretKeyRef") {
+                if let (Some(name), Some(key)) =
+                    (reference["name"].as_str(), reference["key"].as_str())
+                {
+                    out.insert((name.to_owned(), key.to_owned()));
+                }
+            }
+            for inner in map.values() {
+                secret_refs(inner, out);
+            }
+        }
+        Value::Array(items) => {
+            for inner in items {
+                secret_refs(inner, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// deploy/kubernetes/secrets/secrets.example.yaml holds a Secret, with every key, for each
+/// Secret a pod mounts, so an operator who fills it in gets pods that start.
+#[test]
+fn the_example_secrets_cover_every_secret_the_pods_mount() {
+    let mut needed = BTreeSet::new();
+    for doc in manifests() {
+        if matches!(doc.kind(), "Deployment" | "Job" | "CronJob") {
+            secret_refs(&doc.value, &mut needed);
+        }
+    }
+    assert!(
+        needed.iter().any(|(name, _)| name == "master-key")
+            && needed.iter().any(|(name, _)| name == "signing-keys"),
+        "the pods mount the master key and the signing keys: {needed:?}"
+    );
+    let examples = documents_in("deploy/kubernetes/secrets");
+    let mut provided = BTreeSet::new();
+    for doc in examples.iter().filter(|d| d.kind() == "Secret") {
+        provided.insert((doc.name().to_owned(), String::new()));
+        assert_eq!(doc.value["metadata"]["namespace"], json!("examplebank"));
+        for (key, value) in doc.value["stringData"].as_object().expect("stringData") {
+            assert_eq!(
+                value,
+                &json!("CHANGE-ME"),
+                "{}: {key} must be a placeholder",
+                doc.name()
+            );
+            provided.insert((doc.name().to_owned(), key.clone()));
+        }
+    }
+    let missing: Vec<_> = needed.difference(&provided).collect();
+    assert!(
+        missing.is_empty(),
+        "not in secrets.example.yaml: {missing:?}"
+    );
+}
