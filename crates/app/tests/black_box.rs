@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sqlx::{Connection, Executor};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -114,61 +113,33 @@ fn demo_passes_against_the_binary_on_sqlite() {
     assert_log_is_clean(&log);
 }
 
-fn postgres_required() -> bool {
-    let set = |name: &str| {
-        std::env::var(name)
-            .map(|v| v == "true" || v == "1")
-            .unwrap_or(false)
-    };
-    set("CI") || set("EXAMPLEBANK_TEST_REQUIRE_POSTGRES")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_passes_against_the_binary_on_postgres() {
-    let admin_url = std::env::var("EXAMPLEBANK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let mut admin = match sqlx::postgres::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(err) if !postgres_required() => {
-            eprintln!("SKIPPED: PostgreSQL not reachable ({err}); CI=true makes this a failure");
-            return;
-        }
-        Err(err) => panic!("PostgreSQL is required (CI=true) but not reachable: {err}"),
-    };
-    let name = format!("eb_blackbox_{}", std::process::id());
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+    common::pg::with_db("blackbox", |db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("rewards.secret");
+        std::fs::write(&secret_file, "black-box-rewards-secret").unwrap();
+        let master = format!("m1:{}", "A".repeat(43));
+        let secret_path = secret_file.display().to_string();
+        let url = db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let env = [
+                ("EXAMPLEBANK_DATABASE_URL", url.as_str()),
+                ("EXAMPLEBANK_MASTER_KEY", master.as_str()),
+                (
+                    "EXAMPLEBANK_REWARDS_CLIENT_SECRET_FILE",
+                    secret_path.as_str(),
+                ),
+            ];
+            let server = start(dir.path(), &[], &env);
+            run_demo(&server);
+            drop(server);
+            assert_log_is_clean(&dir.path().join("server.log"));
+        })
         .await
         .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("rewards.secret");
-    std::fs::write(&secret_file, "black-box-rewards-secret").unwrap();
-    let master = format!("m1:{}", "A".repeat(43));
-    let secret_path = secret_file.display().to_string();
-    let demo = tokio::task::spawn_blocking(move || {
-        let env = [
-            ("EXAMPLEBANK_DATABASE_URL", url.as_str()),
-            ("EXAMPLEBANK_MASTER_KEY", master.as_str()),
-            (
-                "EXAMPLEBANK_REWARDS_CLIENT_SECRET_FILE",
-                secret_path.as_str(),
-            ),
-        ];
-        let server = start(dir.path(), &[], &env);
-        run_demo(&server);
-        drop(server);
-        assert_log_is_clean(&dir.path().join("server.log"));
     })
     .await;
-    let _ = admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await;
-    demo.unwrap();
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::pg::{http, register, signed_in_person, with_db, TestDb};
+use common::pg::{get_json, get_status, http, register, signed_in_person, with_db, TestDb};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -104,27 +104,11 @@ async fn run(db: &TestDb) {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "charge {i}");
     }
-    let profile: Value = http
-        .get(format!("{base}/bank/v1/users/self"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let profile: Value = get_json(&http, &format!("{base}/bank/v1/users/self"), &token).await;
     assert_eq!(profile["userId"], json!(user_id));
     let started = Instant::now();
     loop {
-        let points: Value = http
-            .get(format!("{base}/bank/v1/points"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let points: Value = get_json(&http, &format!("{base}/bank/v1/points"), &token).await;
         if points["earned"] == json!(100) {
             break;
         }
@@ -138,13 +122,10 @@ async fn run(db: &TestDb) {
     );
 
     // The provider's own (unmapped) scopes give nothing: an admin route needs `admin`.
-    let r = http
-        .get(format!("{base}/admin/v1/requests"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        get_status(&http, &format!("{base}/admin/v1/requests"), &token).await,
+        StatusCode::FORBIDDEN
+    );
 
     // The provider rotates its signing key; a token with the new kid makes the bank fetch
     // the keys again, once.
@@ -182,13 +163,10 @@ async fn run(db: &TestDb) {
     let (_, new_token) = signed_in_person(&http, &issuer, &issuer, "ext2").await;
     register(&http, &base, &new_token).await;
     for _ in 0..3 {
-        let r = http
-            .get(format!("{base}/bank/v1/users/self"))
-            .bearer_auth(&new_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            get_status(&http, &format!("{base}/bank/v1/users/self"), &new_token).await,
+            StatusCode::OK
+        );
     }
     assert_eq!(jwks_served(&http, &issuer).await, served_before + 1);
 
@@ -209,13 +187,11 @@ async fn run(db: &TestDb) {
                 "scope": "bank", "iat": now, "exp": now + 300, "jti": format!("forged-{i}"),
             }),
         );
-        let r = http
-            .get(format!("{base}/bank/v1/users/self"))
-            .bearer_auth(&forged)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "forged token {i}");
+        assert_eq!(
+            get_status(&http, &format!("{base}/bank/v1/users/self"), &forged).await,
+            StatusCode::UNAUTHORIZED,
+            "forged token {i}"
+        );
     }
     assert_eq!(
         jwks_served(&http, &issuer).await,

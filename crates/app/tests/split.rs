@@ -212,6 +212,16 @@ fn charge_body(i: usize) -> serde_json::Value {
     })
 }
 
+/// Sends charge number `i` straight to one transactions replica.
+async fn charge(http: &reqwest::Client, url: &str, token: &str, i: usize) -> reqwest::Response {
+    http.post(format!("{url}/bank/v1/transactions"))
+        .bearer_auth(token)
+        .json(&charge_body(i))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// After `change` (consent withdrawal or restriction) is acknowledged at the users service,
 /// charges go to both transactions replicas in turn for 1.5 s. None may be accepted later
 /// than the bound, and refusals must start within it.
@@ -224,13 +234,7 @@ async fn takes_effect_within_bound(
 ) {
     // Warm both replicas' standing caches, so the test measures the cache's bound.
     for (i, url) in replicas.iter().enumerate() {
-        let r = http
-            .post(format!("{url}/bank/v1/transactions"))
-            .bearer_auth(token)
-            .json(&charge_body(i))
-            .send()
-            .await
-            .unwrap();
+        let r = charge(http, url, token, i).await;
         assert_eq!(
             r.status(),
             StatusCode::NO_CONTENT,
@@ -250,13 +254,7 @@ async fn takes_effect_within_bound(
     while acknowledged.elapsed() < BOUND + Duration::from_millis(500) {
         let url = &replicas[i % replicas.len()];
         let sent = acknowledged.elapsed();
-        let r = http
-            .post(format!("{url}/bank/v1/transactions"))
-            .bearer_auth(token)
-            .json(&charge_body(i))
-            .send()
-            .await
-            .unwrap();
+        let r = charge(http, url, token, i).await;
         match r.status() {
             StatusCode::NO_CONTENT => last_accepted = Some(sent),
             StatusCode::CONFLICT => {

@@ -13,6 +13,16 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope there is.
+    pub const ALL: [Scope; 6] = [
+        Scope::OpenId,
+        Scope::Bank,
+        Scope::Admin,
+        Scope::Rewards,
+        Scope::Standing,
+        Scope::Forget,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::OpenId => "openid",
@@ -25,16 +35,7 @@ impl Scope {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Scope::OpenId,
-            Scope::Bank,
-            Scope::Admin,
-            Scope::Rewards,
-            Scope::Standing,
-            Scope::Forget,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 }
 

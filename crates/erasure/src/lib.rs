@@ -122,17 +122,21 @@ impl ErasureWorker {
             .erase_person(request_id, user_id, self.clock.now_micros())
             .await?;
         if done {
-            tracing::info!(subject = %user_id, request = %request_id, "person erased");
-            self.audit
-                .record(
-                    "erasure-worker",
-                    "erasure.completed",
-                    &format!("user:{user_id}"),
-                    "ok",
-                )
-                .await;
+            self.record_erased(request_id, user_id).await;
         }
         Ok(done)
+    }
+
+    async fn record_erased(&self, request_id: &str, user_id: &str) {
+        tracing::info!(subject = %user_id, request = %request_id, "person erased");
+        self.audit
+            .record(
+                "erasure-worker",
+                "erasure.completed",
+                &format!("user:{user_id}"),
+                "ok",
+            )
+            .await;
     }
 
     /// Erasure with the roles apart: claim the request (so one replica works on it), destroy
@@ -184,15 +188,7 @@ impl ErasureWorker {
             .complete_erasure(request_id, self.clock.now_micros())
             .await?;
         if done {
-            tracing::info!(subject = %user_id, request = %request_id, "person erased by every role");
-            self.audit
-                .record(
-                    "erasure-worker",
-                    "erasure.completed",
-                    &format!("user:{user_id}"),
-                    "ok",
-                )
-                .await;
+            self.record_erased(request_id, user_id).await;
         }
         Ok(done)
     }

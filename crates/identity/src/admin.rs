@@ -79,18 +79,8 @@ pub async fn forget_account(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.service(Scope::Forget)?.to_owned();
-    let id = web::parse_id(&id, "account")?;
-    state.vault.shred(&id).map_err(|e| ApiError::internal(&e))?;
+    let (caller, id) = web::auth::forget_order(&principal, &id, &state.vault)?;
     state.store.forget_account(&id).await?;
-    state
-        .audit
-        .record(
-            &format!("service:{caller}"),
-            "identity.forgotten",
-            &format!("user:{id}"),
-            "ok",
-        )
-        .await;
+    web::auth::record_forgotten(&state.audit, &caller, "identity.forgotten", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

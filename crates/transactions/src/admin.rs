@@ -121,9 +121,7 @@ pub async fn forget_person(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.service(Scope::Forget)?.to_owned();
-    let id = web::parse_id(&id, "person")?;
-    state.vault.shred(&id).map_err(|e| ApiError::internal(&e))?;
+    let (caller, id) = web::auth::forget_order(&principal, &id, &state.vault)?;
     state
         .store
         .forget_transactions(&id, state.clock.now_micros())
@@ -131,14 +129,6 @@ pub async fn forget_person(
     if let Some(remote) = &state.standing {
         remote.evict(&id);
     }
-    state
-        .audit
-        .record(
-            &format!("service:{caller}"),
-            "transactions.forgotten",
-            &format!("user:{id}"),
-            "ok",
-        )
-        .await;
+    web::auth::record_forgotten(&state.audit, &caller, "transactions.forgotten", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -38,18 +38,8 @@ pub async fn forget(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.service(Scope::Forget)?.to_owned();
-    let id = web::parse_id(&id, "person")?;
-    state.vault.shred(&id).map_err(|e| ApiError::internal(&e))?;
+    let (caller, id) = web::auth::forget_order(&principal, &id, &state.vault)?;
     state.store.forget_profile(&id).await?;
-    state
-        .audit
-        .record(
-            &format!("service:{caller}"),
-            "users.forgotten",
-            &format!("user:{id}"),
-            "ok",
-        )
-        .await;
+    web::auth::record_forgotten(&state.audit, &caller, "users.forgotten", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -116,17 +116,10 @@ impl ExternalIdp {
     /// Parses the scope map; a pair naming a scope we do not have is an error.
     pub fn parsed_scope_map(&self) -> Result<Vec<(String, Scope)>, String> {
         if self.scope_map.trim().is_empty() {
-            return Ok([
-                Scope::OpenId,
-                Scope::Bank,
-                Scope::Admin,
-                Scope::Rewards,
-                Scope::Standing,
-                Scope::Forget,
-            ]
-            .into_iter()
-            .map(|s| (s.as_str().to_owned(), s))
-            .collect());
+            return Ok(Scope::ALL
+                .into_iter()
+                .map(|s| (s.as_str().to_owned(), s))
+                .collect());
         }
         self.scope_map
             .split(',')
@@ -536,6 +529,33 @@ where
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
+}
+
+/// The first steps of every role's answer to the erasure service's order to forget a person
+/// (`DELETE /internal/v1/.../{id}`): only the erasure service (`forget`) may give it; the id
+/// must be a person's; this process destroys its own copy of the person's key (and drops it
+/// from memory). Returns (the calling client, the person's id).
+pub fn forget_order(
+    principal: &Principal,
+    raw_id: &str,
+    vault: &crypto::vault::Vault,
+) -> Result<(String, String), ApiError> {
+    let caller = principal.service(Scope::Forget)?.to_owned();
+    let id = crate::parse_id(raw_id, "person")?;
+    vault.shred(&id).map_err(|e| ApiError::internal(&e))?;
+    Ok((caller, id))
+}
+
+/// Records in the audit log that a role forgot a person on the erasure service's order.
+pub async fn record_forgotten(audit: &audit::AuditLog, caller: &str, action: &str, id: &str) {
+    audit
+        .record(
+            &format!("service:{caller}"),
+            action,
+            &format!("user:{id}"),
+            "ok",
+        )
+        .await;
 }
 
 #[cfg(test)]

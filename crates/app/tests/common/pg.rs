@@ -198,3 +198,25 @@ pub async fn signed_in_person(
 pub fn pkce_challenge(verifier: &str) -> String {
     crypto::b64::encode(&crypto::secrets::sha256(verifier.as_bytes()))
 }
+
+/// `GET url` with a bearer token; the answer's status.
+pub async fn get_status(http: &reqwest::Client, url: &str, token: &str) -> StatusCode {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// `GET url` with a bearer token; the answer's body as JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
