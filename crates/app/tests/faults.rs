@@ -376,6 +376,21 @@ async fn crash_under_load(
         )));
     }
     let mut conn = db.connect().await;
+    // Mid-event: the reward worker's write-back is held on a lock the test takes on the
+    // points ledger (charges never touch it), so the kill lands while events are claimed and
+    // their points are being written but not committed.
+    let mut ledger_lock = match kill_when {
+        KillWhen::WorkerMidEvent => {
+            let mut lock = db.connect().await;
+            sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+            sqlx::query("LOCK TABLE points_ledger IN EXCLUSIVE MODE")
+                .execute(&mut lock)
+                .await
+                .unwrap();
+            Some(lock)
+        }
+        KillWhen::AfterAcknowledged(_) => None,
+    };
     let started = Instant::now();
     loop {
         let ready = match kill_when {
@@ -383,24 +398,21 @@ async fn crash_under_load(
                 scalar(&mut conn, "SELECT COUNT(*) FROM transactions").await >= n
             }
             KillWhen::WorkerMidEvent => {
-                // Best: an event whose points are committed but which is not yet completed
-                // (the worker is between its two writes). That window is short, so after
-                // 10 s any claimed, unfinished batch will do.
-                let mid_event = scalar(
+                let writing = scalar(
                     &mut conn,
-                    "SELECT COUNT(*) FROM outbox o JOIN transactions t ON t.id = o.subject \
-                     WHERE t.processed = 1",
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock' AND query LIKE '%points_ledger%'",
                 )
                 .await
                     > 0;
-                mid_event
-                    || (started.elapsed() > Duration::from_secs(10)
-                        && scalar(
-                            &mut conn,
-                            "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL",
-                        )
-                        .await
-                            > 0)
+                writing
+                    && scalar(
+                        &mut conn,
+                        "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL",
+                    )
+                    .await
+                        > 0
+                    && scalar(&mut conn, "SELECT COUNT(*) FROM transactions").await >= 100
             }
         };
         if ready {
@@ -411,12 +423,38 @@ async fn crash_under_load(
             "the load never reached the point to crash at; server log:\n{}",
             server.log_tail()
         );
-        if matches!(kill_when, KillWhen::AfterAcknowledged(_)) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let before_url = server.url.clone();
     server.kill9();
+    if let Some(mut lock) = ledger_lock.take() {
+        // The process is gone, but PostgreSQL would still finish the statement it was
+        // waiting on. End the dead server's sessions first (as a crash that takes the
+        // database connection with it does), then give the lock back: what it was writing
+        // never commits.
+        let holder = scalar(&mut lock, "SELECT CAST(pg_backend_pid() AS BIGINT)").await;
+        let others = format!(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND pid <> {holder}"
+        );
+        sqlx::query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> {holder}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let ended = Instant::now();
+        while scalar(&mut conn, &others).await > 0 {
+            assert!(
+                ended.elapsed() < Duration::from_secs(10),
+                "the dead server's sessions did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        let _ = lock.close().await;
+    }
     let mut logs = Vec::new();
     for task in tasks {
         logs.push(task.await.unwrap());
@@ -445,8 +483,8 @@ async fn crash_under_load(
     );
     if matches!(kill_when, KillWhen::WorkerMidEvent) {
         assert!(
-            pending > 0,
-            "the worker had already caught up: the kill did not land mid-event"
+            claimed > 0 && rewarded_not_completed == 0,
+            "the kill must land with events claimed and their points not yet written"
         );
     }
 
@@ -466,7 +504,8 @@ async fn crash_under_load(
 enum KillWhen {
     /// Once this many charges are in the table.
     AfterAcknowledged(i64),
-    /// While the reward worker is in the middle of an event (or at least of a batch).
+    /// While the reward worker is in the middle of an event: claimed, its points being
+    /// written, not committed.
     WorkerMidEvent,
 }
 

@@ -38,6 +38,64 @@ impl Default for WorkerConfig {
     }
 }
 
+/// What the worker needs of an event's transaction (read for the whole batch at once).
+struct Subject {
+    id: String,
+    /// False once erasure has unlinked the transaction from its person.
+    linked: bool,
+    /// Points per whole currency unit for the transaction's category.
+    rate: i64,
+    amount_minor: i64,
+    processed: bool,
+    restricted: bool,
+}
+
+/// A claimed batch sorted out: what to write in the batch's database transaction, and the
+/// events to settle on their own (parked, or put off while their person restricts
+/// processing).
+struct BatchPlan<'a> {
+    /// `(outbox seq, transaction id, points)`.
+    writes: Vec<(i64, &'a str, i64)>,
+    /// Events with nothing to write, completed in the same database transaction.
+    complete: Vec<i64>,
+    /// The events of `writes` and `complete`.
+    batched: Vec<&'a OutboxEvent>,
+    others: Vec<(&'a OutboxEvent, ProcessError)>,
+}
+
+fn plan_batch<'a>(events: &'a [OutboxEvent], subjects: &'a [Subject]) -> BatchPlan<'a> {
+    let mut plan = BatchPlan {
+        writes: Vec::with_capacity(events.len()),
+        complete: Vec::new(),
+        batched: Vec::with_capacity(events.len()),
+        others: Vec::new(),
+    };
+    for event in events {
+        if event.kind != "transaction.created" {
+            let reason = format!("unknown event kind {}", event.kind);
+            plan.others.push((event, ProcessError::Poison(reason)));
+            continue;
+        }
+        let Some(subject) = subjects.iter().find(|s| s.id == event.subject) else {
+            let reason = "the transaction does not exist".to_owned();
+            plan.others.push((event, ProcessError::Poison(reason)));
+            continue;
+        };
+        if !subject.linked || subject.processed {
+            // Unlinked by erasure, or rewarded by an earlier delivery: nothing to write.
+            plan.complete.push(event.seq);
+        } else if subject.restricted {
+            plan.others.push((event, ProcessError::Paused));
+            continue;
+        } else {
+            let points = points_for(subject.amount_minor, subject.rate);
+            plan.writes.push((event.seq, subject.id.as_str(), points));
+        }
+        plan.batched.push(event);
+    }
+    plan
+}
+
 /// Writes points through the transactions service's API (`PUT
 /// /bank/v1/transactions/reward/{id}`) when that role runs as its own service.
 pub struct RemoteWriter {
@@ -107,26 +165,100 @@ impl RewardWorker {
     }
 
     /// Claims one batch and handles it. Returns how many events were handled.
+    ///
+    /// Locally (not through the transactions service), a batch costs two statements on
+    /// PostgreSQL instead of several per event: the claim, which also reads each event's
+    /// transaction, its owner's restriction and the category's rule; then one write that
+    /// rewards all the transactions and completes all the events atomically, so an event's
+    /// points and its completion commit together. If the write fails, the events are handled
+    /// one by one, so a bad event is retried or parked alone and the others go through.
     pub async fn run_once(&self) -> Result<usize, store::StoreError> {
         let now = self.clock.now_micros();
         let lease = i64::try_from(self.config.lease.as_micros()).unwrap_or(i64::MAX);
-        let events = self
-            .store
-            .claim_events(now, lease, self.config.batch)
-            .await?;
-        if events.is_empty() {
+        // One connection for the round (claim and read, then write back): under request load,
+        // waiting for a pooled connection once per statement made each round slow.
+        let mut session = self.store.reward_session().await?;
+        let claimed = session.claim_batch(now, lease, self.config.batch).await?;
+        if claimed.is_empty() {
             return Ok(0);
         }
-        let rules: HashMap<String, i64> = self.store.reward_rules().await?.into_iter().collect();
-        for event in &events {
-            self.handle(event, &rules).await;
+        let mut events = Vec::with_capacity(claimed.len());
+        let mut subjects = Vec::with_capacity(claimed.len());
+        for c in claimed {
+            if let Some(s) = c.subject {
+                subjects.push(Subject {
+                    id: s.id,
+                    linked: s.user_id.is_some(),
+                    rate: c.points_per_unit.unwrap_or(1),
+                    amount_minor: s.amount_minor,
+                    processed: s.processed,
+                    restricted: s.restricted,
+                });
+            }
+            events.push(c.event);
+        }
+        if self.remote.is_some() {
+            drop(session);
+            self.one_by_one(&events).await?;
+            return Ok(events.len());
+        }
+        let plan = plan_batch(&events, &subjects);
+        let written = if plan.batched.is_empty() {
+            None
+        } else {
+            Some(
+                session
+                    .reward_batch(&plan.writes, &plan.complete, now)
+                    .await
+                    .map(|o| (o.rewarded.len(), o.completed.len(), o.vanished)),
+            )
+        };
+        // On SQLite the session is the only connection: give it back before anything else.
+        drop(session);
+        for (event, reason) in plan.others {
+            self.settle(event, Err(reason)).await;
+        }
+        match written {
+            None => {}
+            Some(Ok((rewarded, completed, vanished))) => {
+                if rewarded > 0 {
+                    tracing::info!(events = completed, rewarded, "points written");
+                }
+                for seq in vanished {
+                    if let Some(event) = plan.batched.iter().find(|e| e.seq == seq) {
+                        let reason = "the transaction vanished".to_owned();
+                        self.settle(event, Err(ProcessError::Poison(reason))).await;
+                    }
+                }
+            }
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, events = plan.batched.len(), "reward batch failed; handling its events one by one");
+                let batched: Vec<OutboxEvent> = plan.batched.into_iter().cloned().collect();
+                self.one_by_one(&batched).await?;
+            }
         }
         Ok(events.len())
     }
 
+    /// Handles events one at a time: through the transactions service when that role runs
+    /// elsewhere, and here when a batch's write failed.
+    async fn one_by_one(&self, events: &[OutboxEvent]) -> Result<(), store::StoreError> {
+        let rules: HashMap<String, i64> = self.store.reward_rules().await?.into_iter().collect();
+        for event in events {
+            self.handle(event, &rules).await;
+        }
+        Ok(())
+    }
+
     async fn handle(&self, event: &OutboxEvent, rules: &HashMap<String, i64>) {
+        let processed = self.process(event, rules).await;
+        self.settle(event, processed).await;
+    }
+
+    /// Records what became of one event: completed, put off, parked or released for a retry.
+    async fn settle(&self, event: &OutboxEvent, processed: Result<(), ProcessError>) {
         let now = self.clock.now_micros();
-        let result = match self.process(event, rules).await {
+        let result = match processed {
             Ok(()) => self.store.complete_event(event.seq).await,
             Err(ProcessError::Paused) => {
                 self.store.defer_event(event.seq, now + PAUSE_MICROS).await

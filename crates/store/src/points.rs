@@ -1,7 +1,8 @@
 //! Points: written once per transaction, redeemed atomically, never below zero.
 
 use crate::{get_i64, get_opt_string, get_string};
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
+use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PointsSummary {
@@ -15,6 +16,18 @@ pub enum RewardOutcome {
     Rewarded,
     AlreadyProcessed,
     NotFound,
+}
+
+/// What [`Store::reward_batch`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RewardBatchOutcome {
+    /// Transactions whose points this call wrote.
+    pub rewarded: Vec<String>,
+    /// Outbox events removed: their points are written (by this call or an earlier
+    /// delivery), or they had nothing to write.
+    pub completed: Vec<i64>,
+    /// Outbox events left in place because their transaction no longer exists.
+    pub vanished: Vec<i64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -85,6 +98,24 @@ impl Store {
         }
         tx.commit().await?;
         Ok(RewardOutcome::Rewarded)
+    }
+
+    /// Writes the points of a batch of reward events and completes the events, all in one
+    /// database transaction: the points of every listed transaction and the removal of its
+    /// event commit together, or nothing does. Each write is `(outbox seq, transaction id,
+    /// points)`; `complete` lists events with nothing to write (already processed, unlinked by
+    /// erasure), removed in the same transaction. As in [`Store::reward_transaction`], the
+    /// update is conditional on the transaction not being processed yet, and that is the lock:
+    /// a transaction rewarded by an earlier delivery is left alone and its event completed.
+    /// An event whose transaction has vanished stays in the outbox (see `vanished`).
+    pub async fn reward_batch(
+        &self,
+        writes: &[(i64, &str, i64)],
+        complete: &[i64],
+        now: i64,
+    ) -> Result<RewardBatchOutcome> {
+        let mut conn = self.writer.acquire().await?;
+        reward_batch_on(&mut conn, self.backend, writes, complete, now).await
     }
 
     pub async fn points(&self, user_id: &str) -> Result<PointsSummary> {
@@ -184,18 +215,8 @@ impl Store {
 
     /// The reward rules: points per whole currency unit, by category.
     pub async fn reward_rules(&self) -> Result<Vec<(String, i64)>> {
-        let rows =
-            sqlx::query("SELECT category, points_per_unit FROM reward_rules ORDER BY category")
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    get_string(row, "category")?,
-                    get_i64(row, "points_per_unit")?,
-                ))
-            })
-            .collect()
+        let mut conn = self.reader.acquire().await?;
+        reward_rules_on(&mut conn).await
     }
 
     pub async fn set_reward_rule(
@@ -215,4 +236,236 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+pub(crate) async fn reward_batch_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::Backend,
+    writes: &[(i64, &str, i64)],
+    complete: &[i64],
+    now: i64,
+) -> Result<RewardBatchOutcome> {
+    let mut outcome = RewardBatchOutcome::default();
+    if writes.is_empty() && complete.is_empty() {
+        return Ok(outcome);
+    }
+    if backend == crate::Backend::Postgres && !writes.is_empty() {
+        return reward_batch_postgres(conn, writes, complete, now).await;
+    }
+    let mut tx = conn.begin().await?;
+    // (transaction id, user id, points) of the rows this call updated.
+    let mut updated: Vec<(String, Option<String>, i64)> = Vec::with_capacity(writes.len());
+    if !writes.is_empty() {
+        let values = (0..writes.len())
+            .map(|i| {
+                format!(
+                    "(CAST(${} AS TEXT), CAST(${} AS BIGINT))",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE transactions SET points_earned = v.column2, processed = 1 \
+             FROM (VALUES {values}) AS v \
+             WHERE transactions.id = v.column1 AND transactions.processed = 0 \
+             RETURNING id, user_id, points_earned"
+        );
+        let mut query = sqlx::query(&sql);
+        for (_, id, points) in writes {
+            query = query.bind(*id).bind(*points);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            updated.push((
+                get_string(&row, "id")?,
+                get_opt_string(&row, "user_id")?,
+                get_i64(&row, "points_earned")?,
+            ));
+        }
+    }
+    // Writes the update skipped: processed already (complete the event) or gone (keep it).
+    let skipped: Vec<&(i64, &str, i64)> = writes
+        .iter()
+        .filter(|(_, id, _)| !updated.iter().any(|(u, _, _)| u == id))
+        .collect();
+    let mut existing: Vec<String> = Vec::new();
+    if !skipped.is_empty() {
+        let sql = format!(
+            "SELECT id FROM transactions WHERE id IN ({})",
+            crate::transactions::placeholders(1, skipped.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for (_, id, _) in &skipped {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            existing.push(get_string(&row, "id")?);
+        }
+    }
+    // One balance update per person, in a fixed order so concurrent batches cannot
+    // deadlock on the same accounts.
+    let mut per_person: std::collections::BTreeMap<&str, i64> = Default::default();
+    for (_, user_id, points) in &updated {
+        // A transaction unlinked by erasure earns nobody anything.
+        if let Some(user_id) = user_id {
+            *per_person.entry(user_id.as_str()).or_default() += *points;
+        }
+    }
+    if !per_person.is_empty() {
+        let values = (0..per_person.len())
+            .map(|i| format!("(${}, ${}, ${}, 0)", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO points_accounts (user_id, balance, earned, redeemed) VALUES {values} \
+             ON CONFLICT (user_id) DO UPDATE SET \
+             balance = points_accounts.balance + excluded.balance, \
+             earned = points_accounts.earned + excluded.earned"
+        );
+        let mut query = sqlx::query(&sql);
+        for (user_id, points) in &per_person {
+            query = query.bind(*user_id).bind(*points).bind(*points);
+        }
+        query.execute(&mut *tx).await?;
+        let ledger: Vec<(&str, &str, i64)> = updated
+            .iter()
+            .filter_map(|(id, u, points)| Some((id.as_str(), u.as_deref()?, *points)))
+            .collect();
+        let values = (0..ledger.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, 'earned', ${}, ${})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO points_ledger (user_id, delta, kind, reference, at) VALUES {values}"
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, user_id, points) in ledger {
+            query = query.bind(user_id).bind(points).bind(id).bind(now);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for (seq, id, _) in writes {
+        if updated.iter().any(|(u, _, _)| u == id) || existing.iter().any(|e| e == id) {
+            outcome.completed.push(*seq);
+        } else {
+            outcome.vanished.push(*seq);
+        }
+    }
+    outcome.completed.extend_from_slice(complete);
+    if !outcome.completed.is_empty() {
+        let sql = format!(
+            "DELETE FROM outbox WHERE seq IN ({})",
+            crate::transactions::placeholders(1, outcome.completed.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in &outcome.completed {
+            query = query.bind(*seq);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    outcome.rewarded = updated.into_iter().map(|(id, _, _)| id).collect();
+    Ok(outcome)
+}
+
+pub(crate) async fn reward_rules_on(conn: &mut sqlx::AnyConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT category, points_per_unit FROM reward_rules ORDER BY category")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                get_string(row, "category")?,
+                get_i64(row, "points_per_unit")?,
+            ))
+        })
+        .collect()
+}
+
+/// [`Store::reward_batch`] on PostgreSQL as one statement, so one round trip: data-modifying
+/// `WITH` clauses run in the statement's one transaction, all or nothing. The points
+/// accounts and the ledger are written from what the conditional update returned, so only
+/// for the transactions this statement rewarded; an event is completed when its transaction
+/// exists (rewarded now or before).
+async fn reward_batch_postgres(
+    conn: &mut sqlx::AnyConnection,
+    writes: &[(i64, &str, i64)],
+    complete: &[i64],
+    now: i64,
+) -> Result<RewardBatchOutcome> {
+    let values = (0..writes.len())
+        .map(|i| {
+            format!(
+                "(CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT))",
+                3 * i + 2,
+                3 * i + 3,
+                3 * i + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first_complete = 3 * writes.len() + 2;
+    let also_complete = if complete.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " OR seq IN ({})",
+            crate::transactions::placeholders(first_complete, complete.len())
+        )
+    };
+    let sql = format!(
+        "WITH w (seq, id, points) AS (VALUES {values}), \
+         upd AS (UPDATE transactions t SET points_earned = w.points, processed = 1 FROM w \
+                 WHERE t.id = w.id AND t.processed = 0 \
+                 RETURNING t.id, t.user_id, t.points_earned), \
+         acc AS (INSERT INTO points_accounts (user_id, balance, earned, redeemed) \
+                 SELECT user_id, CAST(SUM(points_earned) AS BIGINT), \
+                        CAST(SUM(points_earned) AS BIGINT), 0 \
+                 FROM upd WHERE user_id IS NOT NULL GROUP BY user_id ORDER BY user_id \
+                 ON CONFLICT (user_id) DO UPDATE SET \
+                 balance = points_accounts.balance + excluded.balance, \
+                 earned = points_accounts.earned + excluded.earned), \
+         led AS (INSERT INTO points_ledger (user_id, delta, kind, reference, at) \
+                 SELECT user_id, points_earned, 'earned', id, CAST($1 AS BIGINT) \
+                 FROM upd WHERE user_id IS NOT NULL), \
+         del AS (DELETE FROM outbox WHERE seq IN \
+                   (SELECT w.seq FROM w JOIN transactions t ON t.id = w.id){also_complete} \
+                 RETURNING seq) \
+         SELECT 'rewarded' AS what, id AS value FROM upd \
+         UNION ALL SELECT 'completed', CAST(seq AS TEXT) FROM del"
+    );
+    let mut query = sqlx::query(&sql).bind(now);
+    for (seq, id, points) in writes {
+        query = query.bind(*seq).bind(*id).bind(*points);
+    }
+    for seq in complete {
+        query = query.bind(*seq);
+    }
+    let mut outcome = RewardBatchOutcome::default();
+    for row in query.fetch_all(&mut *conn).await? {
+        let value = get_string(&row, "value")?;
+        if get_string(&row, "what")? == "rewarded" {
+            outcome.rewarded.push(value);
+        } else {
+            let seq = value
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("outbox seq {value}")))?;
+            outcome.completed.push(seq);
+        }
+    }
+    for (seq, _, _) in writes {
+        if !outcome.completed.contains(seq) {
+            outcome.vanished.push(*seq);
+        }
+    }
+    Ok(outcome)
 }
