@@ -1,7 +1,8 @@
 //! The HTTP(S) listener: hyper directly (not `axum::serve`) so the server can bound what slow
 //! or abusive clients cost: a header-read timeout (slowloris), a cap on open connections, TLS
 //! handshakes under the same timeout, the peer address for rate limits, and a graceful drain
-//! on shutdown.
+//! on shutdown. A plain-HTTP connection beyond the cap gets a short problem+json 503 with
+//! `Retry-After` (from a small, separately bounded set of tasks) instead of a silent close.
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -12,7 +13,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -33,6 +35,7 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
@@ -49,7 +52,22 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!("connection limit reached; closing a new connection");
+            // Over TLS an answer would cost a handshake, the very work the cap limits.
+            let refusal = if acceptor.is_none() {
+                Arc::clone(&refusals).try_acquire_owned().ok()
+            } else {
+                None
+            };
+            match refusal {
+                Some(refusal) => {
+                    tracing::warn!("connection limit reached; answering 503");
+                    tokio::spawn(async move {
+                        let _refusal = refusal;
+                        refuse(stream).await;
+                    });
+                }
+                None => tracing::warn!("connection limit reached; closing a new connection"),
+            }
             continue;
         };
         let service = router
@@ -96,6 +114,45 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within 20 s");
+    }
+}
+
+/// Connections beyond the cap answered at once; past this many at a time they are closed.
+const MAX_REFUSALS: usize = 64;
+
+/// What a connection beyond the cap is told: RFC 9457 problem+json, come back in a second.
+fn overloaded_response() -> Vec<u8> {
+    let body = web::problem::problem_body(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the server has too many open connections; try again in a second",
+    )
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Answers 503 on a connection the server will not serve, without parsing the request: read
+/// what the client sent (briefly), answer, close for writing, then read until the client
+/// closes, so unread request bytes cannot turn the close into a reset that loses the answer.
+async fn refuse(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+    let answered = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&overloaded_response()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if matches!(answered, Ok(Ok(()))) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
     }
 }
 

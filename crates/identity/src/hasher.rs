@@ -1,6 +1,10 @@
-//! Argon2id off the async threads, behind a bound: at most N hashes at once, and a caller
-//! that cannot get a slot quickly is told to come back (503) rather than queueing forever.
+//! Argon2id off the async threads, behind a bound: at most N hashes at once, at most N more
+//! callers waiting for a slot, and a caller that finds the queue full (or cannot get a slot
+//! within the wait) is told at once to come back (429 with `Retry-After`) rather than
+//! queueing. A short queue keeps the hashing slots busy while bounding what an admitted
+//! login waits to about one hash; a long one only makes every login slow under overload.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -8,7 +12,21 @@ use tokio::sync::Semaphore;
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Callers waiting for a slot right now.
+    waiting: Arc<AtomicUsize>,
+    /// Callers allowed to wait; the next one is refused at once.
+    max_waiting: usize,
     wait: Duration,
+}
+
+/// Gives a waiting place back when the waiter stops waiting (got a slot, timed out or was
+/// cancelled).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug)]
@@ -34,9 +52,13 @@ impl From<Busy> for web::ApiError {
 }
 
 impl PasswordHasher {
+    /// `concurrency` hashes at once, as many callers waiting, each for at most `wait`.
     pub fn new(concurrency: usize, wait: Duration) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: concurrency,
             wait,
         }
     }
@@ -45,10 +67,21 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| Busy)?
-            .map_err(|_| Busy)?;
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Busy),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(Busy);
+                }
+                let _waiting = Waiting(Arc::clone(&self.waiting));
+                tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+                    .await
+                    .map_err(|_| Busy)?
+                    .map_err(|_| Busy)?
+            }
+        };
         let result = tokio::task::spawn_blocking(move || {
             let out = work();
             drop(permit);
@@ -80,5 +113,80 @@ impl PasswordHasher {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Occupies one hashing slot until the returned sender is dropped or sent to.
+    async fn occupy(hasher: &PasswordHasher) -> (mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, blocked) = mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let hasher = hasher.clone();
+        let task = tokio::spawn(async move {
+            hasher
+                .run(move || {
+                    let _ = started_tx.send(());
+                    let _ = blocked.recv();
+                })
+                .await
+                .unwrap();
+        });
+        started.await.unwrap();
+        (release, task)
+    }
+
+    async fn wait_until_waiting(hasher: &PasswordHasher, n: usize) {
+        while hasher.waiting.load(Ordering::Acquire) < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once_instead_of_waiting() {
+        // A wait far longer than the test may take: a refusal can only come from the queue bound.
+        let hasher = PasswordHasher::new(1, Duration::from_secs(3600));
+        let (release, busy) = occupy(&hasher).await;
+        let queued = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.run(|| 7).await }
+        });
+        wait_until_waiting(&hasher, 1).await;
+        let refused = tokio::time::timeout(Duration::from_secs(60), hasher.run(|| 8))
+            .await
+            .expect("refused without waiting for a slot");
+        assert!(refused.is_err(), "the queue is full: Busy");
+        // The waiting caller is admitted once the slot frees, and then the queue has room.
+        release.send(()).unwrap();
+        busy.await.unwrap();
+        assert_eq!(queued.await.unwrap().unwrap(), 7);
+        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
+        assert_eq!(hasher.run(|| 9).await.unwrap(), 9);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_that_gives_up_frees_its_place() {
+        let hasher = PasswordHasher::new(1, Duration::from_millis(50));
+        let (release, busy) = occupy(&hasher).await;
+        assert!(hasher.run(|| ()).await.is_err(), "no slot within the wait");
+        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
+        let cancelled = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.run(|| ()).await }
+        });
+        wait_until_waiting(&hasher, 1).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        assert_eq!(
+            hasher.waiting.load(Ordering::Acquire),
+            0,
+            "a cancelled waiter leaves"
+        );
+        release.send(()).unwrap();
+        busy.await.unwrap();
     }
 }
