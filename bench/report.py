@@ -118,8 +118,9 @@ def main(path):
         verdict("P4 logins at 10x capacity", None, "not measured")
 
     for cap in by_kind.get("connection_cap", []):
-        verdicts.append(("(info) connections the server closed at its cap (max_connections)", "info",
-                         f"{cap['closed']} during the PostgreSQL runs (only P4 opens more than 1,024)"))
+        verdicts.append(("(info) connections beyond the server's cap (max_connections)", "info",
+                         f"{cap.get('answered', 0)} answered 503 with Retry-After, {cap['closed']} closed "
+                         f"unanswered, during the PostgreSQL runs (only P4 opens more than 1,024)"))
     starts = by_kind.get("startup", [])
     if starts:
         oks, parts = [], []
@@ -133,10 +134,26 @@ def main(path):
     for s in by_kind.get("rss", []):
         verdicts.append((f"(info) RSS {s['label']}", "info",
                          f"{s['rss_kib'] / 1024:.1f} MiB now, peak {s['hwm_kib'] / 1024:.1f} MiB"))
-    verdict("P6 split mode >= 0.7x monolith on P1", None,
-            "not measurable: split mode does not exist yet (--roles only chooses which routers and "
-            "workers one process runs on the shared database and key store; there is no split "
-            "deployment, role services behind one entry point, to run P1's load against)")
+    split = sorted((r for r in by_kind.get("wrk", []) if r["backend"] == "postgres-split"),
+                   key=lambda r: int(r["concurrency"]))
+    if split:
+        oks, parts = [], []
+        for row in split:
+            c = int(row["concurrency"])
+            mono = find("wrk", backend="postgres", request="post", concurrency=c) or {}
+            rr = ratio(row["rps"], mono.get("rps", float("nan")))
+            ok = not math.isnan(rr) and rr >= 0.7
+            text = (f"c={c}: {fmt(row['rps'])} req/s (p50 {fmt(row['p50_ms'], 2)} ms, p99 "
+                    f"{fmt(row['p99_ms'], 2)} ms) vs monolith {fmt(mono.get('rps'))}: {fmt_ratio(rr)}")
+            if row.get("non2xx", 0) or row.get("socket_errors", 0):
+                ok = False
+                text += f" ({row.get('non2xx', 0) + row.get('socket_errors', 0)} errors)"
+            oks.append(ok)
+            parts.append(text)
+        verdict("P6 split mode >= 0.7x monolith on P1 (POST against the transactions process)",
+                all(oks), "; ".join(parts))
+    else:
+        verdict("P6 split mode >= 0.7x monolith on P1", None, "not measured")
     for st in by_kind.get("stuck", []):
         verdicts.append((f"(info) connections left inside a transaction, after {st['after']}", "info",
                          f"{st['idle_in_transaction']} sessions idle in transaction for > 2 s; "

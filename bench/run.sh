@@ -13,6 +13,8 @@
 #      pgbench with scripts of exactly the server's statements for the same requests;
 #   3. SQLite: the same against a seeded file, compared with a direct loop of the statements;
 #   4. P5: start-up time and idle RSS of `serve --roles all`;
+#   4b. P6: identity, users, transactions and rewards as separate processes on the same
+#      database, the same POST load against the transactions process;
 #   5. prints every figure, each ratio (like 0.83x) and PASS/FAIL per target (bench/report.py).
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) with pgbench and psql,
@@ -36,8 +38,10 @@ ADDR=127.0.0.1:$PORT
 URL=http://$ADDR
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/examplebank
-HELPER=$TARGET_DIR/release/examplebank-bench
+# BENCH_BIN / BENCH_HELPER: measure binaries built elsewhere (e.g. a "before" build) and skip
+# the build step.
+BIN=${BENCH_BIN:-$TARGET_DIR/release/examplebank}
+HELPER=${BENCH_HELPER:-$TARGET_DIR/release/examplebank-bench}
 RESULTS=$OUT/results.jsonl
 PGBENCH=$(ls -d /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1 || true)
 
@@ -75,9 +79,12 @@ stop_server() {
   fi
   SERVER_PID=
 }
+SPLIT_PIDS=()
 cleanup() {
   if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
   stop_server
+  local pid
+  for pid in "${SPLIT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   if [ "${BENCH_KEEP:-0}" != 1 ]; then
     psql "$PG_SERVER/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   fi
@@ -113,10 +120,10 @@ start_server() {
   die "the server did not become ready; see $OUT/server-$label.log"
 }
 
-# wrk_run BACKEND REQUEST CONCURRENCY SECONDS
+# wrk_run BACKEND REQUEST CONCURRENCY SECONDS [URL]
 wrk_run() {
   BENCH_TOKENS=$OUT/sessions.txt BENCH_BACKEND=$1 BENCH_REQUEST=$2 BENCH_CONCURRENCY=$3 \
-    wrk -t2 -c"$3" -d"$4s" --timeout 30s -s bench/wrk/requests.lua "$URL" >"$OUT/wrk-$1-$2-$3.txt"
+    wrk -t2 -c"$3" -d"$4s" --timeout 30s -s bench/wrk/requests.lua "${5:-$URL}" >"$OUT/wrk-$1-$2-$3.txt"
   grep '^{"kind":"wrk"' "$OUT/wrk-$1-$2-$3.txt" | tee -a "$RESULTS"
 }
 
@@ -165,8 +172,10 @@ pg_outbox() { psql "$PG_URL" -qAtc "SELECT count(*) FROM outbox WHERE parked_at 
 sqlite_outbox() { sqlite3 "$OUT/sqlite-data/examplebank.sqlite" "SELECT count(*) FROM outbox WHERE parked_at IS NULL"; }
 
 # ---- build ---------------------------------------------------------------------------------
-step "build (release)"
-cargo build --release -p examplebank -p examplebank-bench
+if [ -z "${BENCH_BIN:-}" ]; then
+  step "build (release)"
+  cargo build --release -p examplebank -p examplebank-bench
+fi
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
 step "PostgreSQL: fresh database $DB, seeding $PEOPLE people and $TRANSACTIONS transactions"
@@ -230,11 +239,57 @@ wait_drained "P3 load" pg_outbox
 step "P4: logins at 10x capacity"
 "$HELPER" logins --url "$URL" --first $((SESSIONS + 2)) --people $((PEOPLE - SESSIONS - 1)) \
   --capacity-seconds 10 --seconds 15 --factor 10 | tee -a "$RESULTS"
-python3 -c "import json,sys; print(json.dumps({'kind':'connection_cap','closed':int(sys.argv[1])}))" \
-  "$(grep -c 'connection limit reached' "$OUT/server-pg.log" || true)" | tee -a "$RESULTS"
+python3 -c "import json,sys; print(json.dumps({'kind':'connection_cap','closed':int(sys.argv[1]),'answered':int(sys.argv[2])}))" \
+  "$(grep -c 'connection limit reached; closing' "$OUT/server-pg.log" || true)" \
+  "$(grep -c 'connection limit reached; answering' "$OUT/server-pg.log" || true)" | tee -a "$RESULTS"
 sleep 5
 "$HELPER" rss --pid "$SERVER_PID" --label "postgres server after the load, idle 5 s" | tee -a "$RESULTS"
 stop_server
+
+step "P6: split mode (identity, users, transactions, rewards as separate processes), POST under wrk"
+# The same database and key store; identity answers at the monolith's address (the public base
+# URL, so the simulator client's redirect and the tokens' issuer are unchanged) and the load goes
+# to the transactions process, which asks the users process for each person's standing over
+# HTTP (cached for standing_cache_ms). The rewards process writes points through the
+# transactions service's API, as in a real split deployment.
+SPLIT_PIDS=()
+TX_URL=http://127.0.0.1:$((PORT + 2))
+USERS_URL=http://127.0.0.1:$((PORT + 3))
+REWARDS_URL=http://127.0.0.1:$((PORT + 4))
+# start_role ROLE URL
+start_role() {
+  local role=$1 url=$2
+  mkdir -p "$OUT/split-$role"
+  EXAMPLEBANK_DATABASE_URL=$PG_URL EXAMPLEBANK_KEYS_DIR=$OUT/pg-data/keys \
+    EXAMPLEBANK_PUBLIC_BASE_URL=$URL EXAMPLEBANK_MIGRATE_ON_START=false \
+    EXAMPLEBANK_IDENTITY_URL=$URL EXAMPLEBANK_USERS_URL=$USERS_URL EXAMPLEBANK_TRANSACTIONS_URL=$TX_URL \
+    EXAMPLEBANK_TRANSACTIONS_CLIENT_SECRET=bench-transactions-client-secret \
+    "$BIN" serve --roles "$role" --addr "${url#http://}" --data-dir "$OUT/split-$role" \
+    >"$OUT/server-split-$role.out" 2>"$OUT/server-split-$role.log" &
+  SPLIT_PIDS+=("$!")
+}
+stop_split() {
+  local pid
+  for pid in "${SPLIT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SPLIT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  SPLIT_PIDS=()
+}
+start_role identity "$URL"
+start_role users "$USERS_URL"
+start_role transactions "$TX_URL"
+start_role rewards "$REWARDS_URL"
+for u in "$URL" "$USERS_URL" "$TX_URL" "$REWARDS_URL"; do
+  for _ in $(seq 1 600); do
+    curl -fsS -o /dev/null "$u/readyz" 2>/dev/null && break
+    sleep 0.1
+  done
+  curl -fsS -o /dev/null "$u/readyz" || { stop_split; die "split mode: $u is not ready; see $OUT/server-split-*.log"; }
+done
+relogin
+for c in $CONCURRENCIES; do settle_pg; wrk_run postgres-split post "$c" "$RUN_SECONDS" "$TX_URL"; done
+sleep 3
+wait_drained "split-mode POST runs" pg_outbox
+stop_split
 
 step "PostgreSQL: pgbench with the server's statements (server stopped)"
 python3 bench/pgbench.py scripts "$OUT/sessions.txt" "$OUT/pgbench"
