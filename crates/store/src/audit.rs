@@ -61,7 +61,7 @@ impl Store {
         entry: &NewAuditEntry<'_>,
         hash_of: impl FnOnce(i64, &str) -> String,
     ) -> Result<AuditRecord> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7291002)")
                 .execute(&mut *tx)
@@ -110,7 +110,7 @@ impl Store {
 
     async fn latest_checkpoint_in(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut crate::tx::Tx,
     ) -> Result<Option<AuditCheckpoint>> {
         let row = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
@@ -186,7 +186,7 @@ impl Store {
                 get_i64(&row, "removed")
             }
             Backend::Sqlite => {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = crate::tx::Tx::begin(&self.writer).await?;
                 let row = sqlx::query(
                     "SELECT MAX(c.seq) AS upto FROM audit_checkpoints c JOIN audit_log l ON l.seq = c.seq WHERE l.at < $1",
                 )

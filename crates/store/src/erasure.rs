@@ -52,7 +52,7 @@ impl Store {
         run_after: i64,
         due_at: i64,
     ) -> Result<(PrivacyRequest, bool)> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         // The partial unique index makes this atomic: of many concurrent requests, one inserts.
         let inserted = sqlx::query(
             "INSERT INTO privacy_requests (id, user_id, kind, status, received_at, run_after, due_at) \
@@ -179,7 +179,7 @@ impl Store {
     /// Carries out an erasure request (see [`Store::purge_person`]). Returns false if the
     /// request was already completed.
     pub async fn erase_person(&self, request_id: &str, user_id: &str, now: i64) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let claimed = sqlx::query(
             "UPDATE privacy_requests SET status = 'completed', completed_at = $2 \
              WHERE id = $1 AND status = 'pending'",
@@ -199,7 +199,7 @@ impl Store {
     /// Removes every trace of a person that is still in the database, e.g. after a backup
     /// from before their erasure was restored. Returns true when something was removed.
     pub async fn purge_person(&self, user_id: &str, now: i64) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let found = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM accounts WHERE id = $1) + \
                     (SELECT COUNT(*) FROM bank_users WHERE id = $1) + \
@@ -228,11 +228,7 @@ impl Store {
 /// Turns the person's transactions into anonymous facts, then deletes them and every other
 /// row about the person: identity account (with its codes, sessions and tokens), profile,
 /// consent ledger, points and idempotency records, and their pending reward events.
-async fn erase_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user_id: &str,
-    now: i64,
-) -> Result<()> {
+async fn erase_in(tx: &mut crate::tx::Tx, user_id: &str, now: i64) -> Result<()> {
     forget_transactions_in(tx, user_id, now).await?;
     forget_profile_in(tx, user_id).await?;
     forget_account_in(tx, user_id).await
@@ -241,11 +237,7 @@ async fn erase_in(
 /// The transactions role's part: the person's charges become anonymous facts and go, with
 /// their reward events, points and idempotency records. Running it twice changes nothing:
 /// the second run finds no transactions, so no fact is counted twice.
-async fn forget_transactions_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user_id: &str,
-    now: i64,
-) -> Result<()> {
+async fn forget_transactions_in(tx: &mut crate::tx::Tx, user_id: &str, now: i64) -> Result<()> {
     let rows =
         sqlx::query("SELECT month, category, amount_minor FROM transactions WHERE user_id = $1")
             .bind(user_id)
@@ -295,7 +287,7 @@ async fn forget_transactions_in(
 /// The users role's part: profile, consent ledger and the person's other requests. Their
 /// erasure request stays as the record that the erasure was done (and the audit log keeps
 /// the pseudonymous trail).
-async fn forget_profile_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &str) -> Result<()> {
+async fn forget_profile_in(tx: &mut crate::tx::Tx, user_id: &str) -> Result<()> {
     for sql in [
         "DELETE FROM bank_users WHERE id = $1",
         "DELETE FROM consent_events WHERE user_id = $1",
@@ -308,7 +300,7 @@ async fn forget_profile_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &
 
 /// The identity role's part: the account, and with it (by cascade) codes, sessions and
 /// refresh tokens.
-async fn forget_account_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &str) -> Result<()> {
+async fn forget_account_in(tx: &mut crate::tx::Tx, user_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM accounts WHERE id = $1")
         .bind(user_id)
         .execute(&mut **tx)
@@ -320,21 +312,21 @@ async fn forget_account_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: &
 /// erasure service asks it to, and the erasure service claims and completes the request.
 impl Store {
     pub async fn forget_transactions(&self, user_id: &str, now: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         forget_transactions_in(&mut tx, user_id, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn forget_profile(&self, user_id: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         forget_profile_in(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn forget_account(&self, user_id: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         forget_account_in(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(())

@@ -204,7 +204,7 @@ impl Store {
 
     /// Sets a new password hash and revokes every session issued before it (case C11).
     pub async fn change_password(&self, id: &str, password_hash: &str, now: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         sqlx::query(
             "UPDATE accounts SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
         )
@@ -261,7 +261,7 @@ impl Store {
         seed: &SessionSeed<'_>,
         accept: impl FnOnce(&CodeGrant) -> bool,
     ) -> Result<CodeExchange> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let row = sqlx::query(
             "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
              RETURNING client_id, account_id, redirect_uri, scope, code_challenge, nonce, expires_at",
@@ -327,7 +327,7 @@ impl Store {
         new_expires_at: i64,
         now: i64,
     ) -> Result<RotationOutcome> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let row = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
              AND expires_at > $2 RETURNING family_id",
@@ -407,7 +407,7 @@ impl Store {
     }
 
     pub async fn revoke_session(&self, family_id: &str, reason: &str, now: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         revoke_family_in(&mut tx, family_id, reason, now).await?;
         tx.commit().await?;
         Ok(())
@@ -456,7 +456,7 @@ impl Store {
 }
 
 async fn revoke_family_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut crate::tx::Tx,
     family_id: &str,
     reason: &str,
     now: i64,
@@ -474,10 +474,7 @@ async fn revoke_family_in(
 }
 
 /// Starts a refresh-token family (one login session) with its first token.
-async fn start_session_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    session: &NewSession<'_>,
-) -> Result<()> {
+async fn start_session_in(tx: &mut crate::tx::Tx, session: &NewSession<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO token_families (id, account_id, client_id, scope, created_at) \
          VALUES ($1, $2, $3, $4, $5)",

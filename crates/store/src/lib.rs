@@ -13,6 +13,7 @@ mod migrate;
 mod outbox;
 mod points;
 mod transactions;
+mod tx;
 mod users;
 
 pub use analytics::AnalyticsCell;

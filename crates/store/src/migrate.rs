@@ -66,7 +66,7 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<Vec<&'static
     .await?;
     let mut applied = Vec::new();
     for migration in list(backend) {
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::tx::Tx::begin(pool).await?;
         if backend == Backend::Postgres {
             // Serialise concurrent migrators (several replicas starting at once).
             sqlx::query("SELECT pg_advisory_xact_lock(7291001)")

@@ -54,7 +54,7 @@ impl Store {
         points: i64,
         now: i64,
     ) -> Result<RewardOutcome> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let row = sqlx::query(
             "UPDATE transactions SET points_earned = $2, processed = 1 \
              WHERE id = $1 AND processed = 0 RETURNING user_id",
@@ -147,7 +147,7 @@ impl Store {
     ) -> Result<RedeemOutcome> {
         let (key, request_hash) = idempotency;
         let stored_key = format!("redeem:{key}");
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, response, created_at) \
              VALUES ($1, $2, $3, '', $4) ON CONFLICT (user_id, key) DO NOTHING",

@@ -69,7 +69,7 @@ impl Store {
     /// Checks the person's standing and writes the charge and its reward event atomically:
     /// either both exist or neither does, so no acknowledged charge can miss its reward.
     pub async fn create_charge(&self, charge: &NewCharge<'_>) -> Result<ChargeOutcome> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         if let Some((key, request_hash)) = charge.idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (user_id, key, request_hash, response, created_at) \

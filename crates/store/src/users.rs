@@ -54,7 +54,7 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let granted = |p: &str| consents.iter().any(|c| c.purpose == p && c.granted);
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         // Someone who asked to be erased cannot start being processed again while it is pending.
         let pending = sqlx::query(
             "SELECT 1 AS one FROM privacy_requests WHERE user_id = $1 AND kind = 'erasure' \
@@ -114,7 +114,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let column = consent_column(consent.purpose)?;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let sql = format!(
             "UPDATE bank_users SET {column} = $2 WHERE id = $1 AND erasure_requested_at IS NULL"
         );
@@ -155,7 +155,7 @@ impl Store {
 }
 
 async fn insert_consent_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut crate::tx::Tx,
     id: &str,
     consent: &ConsentRecord<'_>,
     now: i64,
@@ -206,7 +206,7 @@ impl Store {
         due_at: i64,
     ) -> Result<bool> {
         let (request_id, kind) = request;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let sql = format!(
             "UPDATE bank_users SET {} = $2 WHERE id = $1 AND erasure_requested_at IS NULL",
             switch.column()

@@ -362,3 +362,68 @@ async fn postgres_connections_use_tls_when_the_server_offers_it() {
     .unwrap();
     assert!(store.ping().await);
 }
+
+/// A request cancelled while its database transaction is starting (the client went away, a
+/// timeout fired) must not hand its pooled connection to the next caller inside that
+/// transaction: the next caller's single-statement writes would then never commit, and hold
+/// their locks (seen under load in bench/, sqlx 0.8.6's `begin` raises its depth only after
+/// `BEGIN` answers). Cancelled at every point of a charge's first steps, one connection in the
+/// pool, a write made after each cancellation must be visible to another session at once.
+#[tokio::test]
+async fn a_cancelled_transaction_never_leaks_into_the_next_use_of_its_connection() {
+    use sqlx::{Connection, Row};
+    use std::future::Future;
+    let Some(db) = examplebank_testkit::TempDatabase::create().await else {
+        return;
+    };
+    let options = store::StoreOptions {
+        max_connections: 1,
+        ..store::StoreOptions::default()
+    };
+    let store = Store::connect_postgres(&db.url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut observer = sqlx::postgres::PgConnection::connect(&db.url)
+        .await
+        .unwrap();
+    for round in 0..40_i64 {
+        let id = uuid::Uuid::now_v7().to_string();
+        let charge = store::NewCharge {
+            id: &id,
+            user_id: "nobody",
+            name_enc: b"sealed",
+            category: "other",
+            amount_minor: 100,
+            month: "2026-12",
+            idempotency: None,
+            now: round,
+            standing_checked: true,
+        };
+        {
+            let mut charging = std::pin::pin!(store.create_charge(&charge));
+            // Poll it `round % 4 + 1` times, a few hundred microseconds apart, then drop it.
+            for _ in 0..=(round % 4) {
+                let waker = std::task::Waker::noop();
+                let mut cx = std::task::Context::from_waker(waker);
+                if charging.as_mut().poll(&mut cx).is_ready() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200 * (round as u64 % 3)));
+            }
+        }
+        store
+            .set_reward_rule("dining", round + 1, round)
+            .await
+            .unwrap();
+        let seen: i64 =
+            sqlx::query("SELECT points_per_unit FROM reward_rules WHERE category = 'dining'")
+                .fetch_one(&mut observer)
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(
+            seen,
+            round + 1,
+            "round {round}: a write after a cancelled transaction was not committed"
+        );
+    }
+}
