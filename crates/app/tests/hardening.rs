@@ -115,6 +115,43 @@ fn per_address_rate_limit_answers_429_with_retry_after() {
     assert!(spoofed.starts_with("HTTP/1.1 429"), "{spoofed}");
 }
 
+/// Refusals by the per-address limit happen before routing; they are counted all the same,
+/// in `examplebank_rate_limited_total` and under the route label `limited`.
+#[test]
+fn per_address_refusals_are_counted_in_metrics() {
+    let server = start(
+        &[],
+        &[
+            ("EXAMPLEBANK_RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "3"),
+            ("EXAMPLEBANK_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    let client = "X-Forwarded-For: 198.51.100.7\r\n";
+    for _ in 0..3 {
+        assert!(get(&server.addr, "/healthz", client).starts_with("HTTP/1.1 200"));
+    }
+    for _ in 0..2 {
+        assert!(get(&server.addr, "/healthz", client).starts_with("HTTP/1.1 429"));
+    }
+    // Scraped from another (not yet limited) address.
+    let body = get(
+        &server.addr,
+        "/metrics",
+        "X-Forwarded-For: 198.51.100.8\r\n",
+    );
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("\nexamplebank_rate_limited_total 2\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "examplebank_http_requests_total{method=\"GET\",route=\"limited\",status=\"429\"} 2"
+        ),
+        "{body}"
+    );
+}
+
 /// In split mode one transactions replica asks the users service once per charge, all from
 /// one address with one service token: a verified service token passes the per-address limit
 /// and has a service's allowance (a hundred times a person's), while anonymous requests from

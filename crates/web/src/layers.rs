@@ -92,6 +92,7 @@ async fn limit_per_address(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let started = std::time::Instant::now();
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -111,6 +112,7 @@ async fn limit_per_address(
         }
         if let Err(exceeded) = limit.limiter.check(&format!("ip:{ip}")) {
             tracing::warn!("rate limit reached for a client address");
+            crate::metrics::metrics().observe_limited(req.method().as_str(), started);
             return crate::ApiError::from(exceeded).into_response();
         }
     }

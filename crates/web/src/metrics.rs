@@ -58,6 +58,12 @@ impl Metrics {
         }
     }
 
+    /// A request the per-address limit refused before it reached a route: counted under the
+    /// route label `limited` (and in `examplebank_rate_limited_total`).
+    pub(crate) fn observe_limited(&self, method: &str, started: Instant) {
+        self.observe(method, "limited", 429, started.elapsed().as_secs_f64());
+    }
+
     pub(crate) fn observe_unmatched(&self, method: &str, started: Instant) {
         self.observe(method, "unmatched", 404, started.elapsed().as_secs_f64());
     }
