@@ -223,6 +223,11 @@ pub struct Overrides {
     pub tls_self_signed: bool,
 }
 
+/// The longest a transactions process may reuse a person's standing from users: with the
+/// request that reads it, consent withdrawal and restriction reach every service within one
+/// second (docs/operations.md).
+pub const MAX_STANDING_CACHE_MS: u64 = 900;
+
 impl Settings {
     /// Loads settings in order: defaults, file, environment, flags.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
@@ -418,8 +423,8 @@ impl Settings {
                 }
             }
         }
-        if !(1..=1000).contains(&self.standing_cache_ms) {
-            bail!("standing_cache_ms must be between 1 and 1000: consent withdrawal must reach every service within a second");
+        if !(1..=MAX_STANDING_CACHE_MS).contains(&self.standing_cache_ms) {
+            bail!("standing_cache_ms must be between 1 and {MAX_STANDING_CACHE_MS}: consent withdrawal must reach every service within a second, the request that reads the standing included");
         }
         if !(1..=64).contains(&self.reward_workers) {
             bail!("reward_workers must be between 1 and 64");
@@ -646,6 +651,54 @@ mod tests {
         )
         .expect("load");
         assert_eq!(s.addr, "127.0.0.1:9200");
+    }
+
+    #[test]
+    fn split_roles_on_sqlite_are_refused_naming_postgresql() {
+        for roles in ["identity", "users,transactions", "rewards"] {
+            let err = Settings::load_from(
+                None,
+                &env(&[("EXAMPLEBANK_ROLES", roles)]),
+                &Overrides::default(),
+            )
+            .expect_err(roles)
+            .to_string();
+            assert!(err.contains("PostgreSQL"), "{roles}: {err}");
+        }
+        let all = Settings::load_from(
+            None,
+            &env(&[("EXAMPLEBANK_ROLES", "all")]),
+            &Overrides::default(),
+        );
+        assert!(all.is_ok(), "--roles all runs on SQLite");
+    }
+
+    #[test]
+    fn the_standing_cache_stays_under_the_one_second_bound() {
+        let url = ("EXAMPLEBANK_DATABASE_URL", "postgres://db/examplebank");
+        let key = (
+            "EXAMPLEBANK_MASTER_KEY",
+            "m1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
+        for (value, ok) in [
+            ("0", false),
+            ("1", true),
+            ("900", true),
+            ("901", false),
+            ("1000", false),
+        ] {
+            let loaded = Settings::load_from(
+                None,
+                &env(&[url, key, ("EXAMPLEBANK_STANDING_CACHE_MS", value)]),
+                &Overrides::default(),
+            );
+            assert_eq!(
+                loaded.is_ok(),
+                ok,
+                "standing_cache_ms = {value}: {:?}",
+                loaded.err()
+            );
+        }
     }
 
     #[test]
