@@ -227,15 +227,36 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_connections: settings.max_connections,
         tls,
     };
-    crate::net::serve(listener, app, options, shutdown_signal()).await;
-    tracing::info!("shutting down: stopping workers");
+    // On SIGTERM the workers stop claiming at once, while the listener drains: both finish
+    // what they hold within the pod's grace period (docs/operations.md).
+    let stop = Arc::new(stop);
+    let on_signal = {
+        let stop = Arc::clone(&stop);
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining requests, stopping workers");
+            let _ = stop.send(true);
+        }
+    };
+    crate::net::serve(listener, app, options, on_signal).await;
     let _ = stop.send(true);
-    for worker in workers {
-        let _ = worker.await;
+    let joined = tokio::time::timeout(WORKER_STOP_LIMIT, async {
+        for worker in workers {
+            let _ = worker.await;
+        }
+    })
+    .await;
+    if joined.is_err() {
+        // What a worker still holds is leased: it comes back when the lease runs out.
+        tracing::warn!("workers did not stop in time; exiting anyway");
     }
     services.store.close().await;
     Ok(())
 }
+
+/// How long, after the listener has drained, the workers get to finish the batch or erasure
+/// they hold (they were told to stop when the signal came).
+const WORKER_STOP_LIMIT: Duration = Duration::from_secs(3);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -103,6 +103,27 @@ impl Server {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM: the graceful stop.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit status, once the process has ended within `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -340,6 +361,35 @@ async fn check_exactly_once(
     }
 }
 
+/// Takes a lock on the points ledger (charges never touch it) in an open transaction: the
+/// reward worker's write-back waits for it, with its events claimed and nothing committed.
+async fn lock_points_ledger(db: &TestDb) -> sqlx::postgres::PgConnection {
+    let mut lock = db.connect().await;
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE points_ledger IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// True while a reward write-back waits on that lock and events are claimed.
+async fn reward_write_is_held(conn: &mut sqlx::postgres::PgConnection) -> bool {
+    scalar(
+        conn,
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query LIKE '%points_ledger%'",
+    )
+    .await
+        > 0
+        && scalar(
+            conn,
+            "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL",
+        )
+        .await
+            > 0
+}
+
 /// Scenario shared by the two crash tests: `clients` people charge concurrently, the server is
 /// SIGKILLed when `kill_when` says so, restarted on the same database and data directory, the
 /// charges in doubt are retried with their keys, and once the worker has caught up every
@@ -380,15 +430,7 @@ async fn crash_under_load(
     // points ledger (charges never touch it), so the kill lands while events are claimed and
     // their points are being written but not committed.
     let mut ledger_lock = match kill_when {
-        KillWhen::WorkerMidEvent => {
-            let mut lock = db.connect().await;
-            sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
-            sqlx::query("LOCK TABLE points_ledger IN EXCLUSIVE MODE")
-                .execute(&mut lock)
-                .await
-                .unwrap();
-            Some(lock)
-        }
+        KillWhen::WorkerMidEvent => Some(lock_points_ledger(&db).await),
         KillWhen::AfterAcknowledged(_) => None,
     };
     let started = Instant::now();
@@ -398,20 +440,7 @@ async fn crash_under_load(
                 scalar(&mut conn, "SELECT COUNT(*) FROM transactions").await >= n
             }
             KillWhen::WorkerMidEvent => {
-                let writing = scalar(
-                    &mut conn,
-                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-                     AND wait_event_type = 'Lock' AND query LIKE '%points_ledger%'",
-                )
-                .await
-                    > 0;
-                writing
-                    && scalar(
-                        &mut conn,
-                        "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL",
-                    )
-                    .await
-                        > 0
+                reward_write_is_held(&mut conn).await
                     && scalar(&mut conn, "SELECT COUNT(*) FROM transactions").await >= 100
             }
         };
@@ -521,6 +550,83 @@ async fn kill_9_under_write_load_loses_no_acknowledged_charge_and_rewards_each_o
 async fn a_worker_killed_mid_event_processes_each_event_exactly_once() {
     with_db("worker", |db| async move {
         crash_under_load(db, 8, 250, KillWhen::WorkerMidEvent).await;
+    })
+    .await;
+}
+
+/// SIGTERM while the reward worker writes a batch back: the listener stops, the worker
+/// claims nothing more, finishes the batch it holds, and the process exits cleanly with no
+/// event left claimed (nothing waits for a lease to run out); the next start rewards the
+/// rest, each charge once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_the_batch_in_flight_and_leaves_nothing_claimed() {
+    with_db("sigterm", |db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start(dir.path(), &db.url, "all", "first");
+        let http = http();
+        let (user_id, token) = new_person(&http, &server.url, PUBLIC_BASE, "t0").await;
+        let mut conn = db.connect().await;
+        let mut lock = lock_points_ledger(&db).await;
+        let mut log = ClientLog {
+            user_id,
+            token,
+            ..ClientLog::default()
+        };
+        for i in 0..40 {
+            let charge = Charge::new(0, i);
+            let status = post_charge(&http, &server.url, &log.token, &charge)
+                .await
+                .unwrap();
+            assert!(status.is_success(), "charge {i}: {status}");
+            log.acknowledged.push(charge);
+        }
+        let started = Instant::now();
+        while !reward_write_is_held(&mut conn).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the reward worker never started writing; log:\n{}",
+                server.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let claimed = "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL";
+        let held = scalar(&mut conn, claimed).await;
+        server.terminate();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "the server exited with a batch of {held} events still being written"
+        );
+        let refused = http.get(format!("{}/healthz", server.url)).send().await;
+        assert!(refused.is_err(), "the listener still accepts after SIGTERM");
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        let status = server
+            .wait_exit(Duration::from_secs(15))
+            .expect("the server did not exit after SIGTERM");
+        assert!(status.success(), "exit status {status}");
+        assert_eq!(
+            scalar(&mut conn, claimed).await,
+            0,
+            "events left claimed after a graceful stop"
+        );
+        let processed = scalar(
+            &mut conn,
+            "SELECT COUNT(*) FROM transactions WHERE processed = 1",
+        )
+        .await;
+        assert!(
+            processed >= held,
+            "the batch in flight ({held} events) was not finished: {processed} rewarded"
+        );
+        let text = std::fs::read_to_string(&server.log).unwrap();
+        assert!(text.contains("reward worker stopped"), "{text}");
+        drop(server);
+
+        let server = Server::start(dir.path(), &db.url, "all", "second");
+        wait_drained(&mut conn, &server).await;
+        check_exactly_once(&mut conn, &http, &server.url, &[log]).await;
+        drop(server);
+        let _ = conn.close().await;
     })
     .await;
 }

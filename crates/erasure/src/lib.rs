@@ -83,6 +83,8 @@ pub struct ErasureWorker {
     remote: Option<Arc<RemoteRoles>>,
     /// Names this process in the record of who ran a scheduled pass.
     holder: String,
+    /// Turns true when the process is shutting down (set by [`ErasureWorker::run`]).
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl ErasureWorker {
@@ -101,6 +103,7 @@ impl ErasureWorker {
             retention,
             remote: None,
             holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            stop: None,
         }
     }
 
@@ -202,6 +205,12 @@ impl ErasureWorker {
                 return Ok(erased);
             }
             for work in &due {
+                if self.stop.as_ref().is_some_and(|s| *s.borrow()) {
+                    // Shutting down: the erasure in flight is finished; the others are not
+                    // claimed yet and wait for the next pass (of this or another replica).
+                    self.store.compact_after_erasure().await?;
+                    return Ok(erased);
+                }
                 if self.erase(&work.request_id, &work.user_id).await? {
                     erased += 1;
                 }
@@ -268,7 +277,15 @@ impl ErasureWorker {
             .await?;
         if ran {
             let report = self.enforce_retention().await?;
-            tracing::debug!(?report, "retention pass");
+            // Counts only; one line per period across all replicas (split.rs counts them).
+            tracing::info!(
+                period = now / period_micros,
+                idle_accounts_scheduled = report.idle_accounts_scheduled,
+                facts_deleted = report.facts_deleted,
+                requests_deleted = report.requests_deleted,
+                audit_entries_deleted = report.audit_entries_deleted,
+                "retention pass"
+            );
         }
         self.run_due().await?;
         Ok(ran)
@@ -294,11 +311,12 @@ impl ErasureWorker {
 
     /// Runs a pass every `interval`, or at once when woken, until shutdown.
     pub async fn run(
-        self,
+        mut self,
         interval: Duration,
         wakeup: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        self.stop = Some(shutdown.clone());
         tracing::info!("erasure worker started");
         loop {
             if *shutdown.borrow() {

@@ -108,6 +108,8 @@ pub struct RewardWorker {
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
     remote: Option<Arc<RemoteWriter>>,
+    /// Turns true when the process is shutting down (set by [`RewardWorker::run`]).
+    stop: Option<watch::Receiver<bool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,32 @@ impl RewardWorker {
             clock,
             config,
             remote: None,
+            stop: None,
+        }
+    }
+
+    /// Stops handling a claimed batch's events one by one when `stop` turns true: the
+    /// events not yet started are released (see [`RewardWorker::run`]).
+    pub fn with_shutdown(mut self, stop: watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Gives claimed events back untouched (their attempt not counted), so another worker or
+    /// the next start takes them at once instead of after the lease.
+    async fn release(&self, events: &[OutboxEvent]) {
+        for event in events {
+            if let Err(err) = self.store.release_event(event.seq).await {
+                // The lease runs out and the event comes back: nothing is lost.
+                tracing::warn!(event = event.seq, error = %err, "could not release a claimed event");
+            }
+        }
+        if !events.is_empty() {
+            tracing::info!(events = events.len(), "claimed events released");
         }
     }
 
@@ -139,8 +167,12 @@ impl RewardWorker {
         self
     }
 
-    /// Runs until `shutdown` turns true, waking early when `wakeup` is notified.
-    pub async fn run(self, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true, waking early when `wakeup` is notified. On shutdown
+    /// the worker claims nothing more and finishes what it is doing: a local batch is one
+    /// database transaction and is completed; events handled one by one (through the
+    /// transactions service) stop after the event in flight and the rest are released.
+    pub async fn run(mut self, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        self.stop = Some(shutdown.clone());
         tracing::info!("reward worker started");
         loop {
             if *shutdown.borrow() {
@@ -243,8 +275,18 @@ impl RewardWorker {
     /// Handles events one at a time: through the transactions service when that role runs
     /// elsewhere, and here when a batch's write failed.
     async fn one_by_one(&self, events: &[OutboxEvent]) -> Result<(), store::StoreError> {
-        let rules: HashMap<String, i64> = self.store.reward_rules().await?.into_iter().collect();
-        for event in events {
+        let rules: HashMap<String, i64> = match self.store.reward_rules().await {
+            Ok(rules) => rules.into_iter().collect(),
+            Err(err) => {
+                self.release(events).await;
+                return Err(err);
+            }
+        };
+        for (i, event) in events.iter().enumerate() {
+            if self.stopping() {
+                self.release(&events[i..]).await;
+                break;
+            }
             self.handle(event, &rules).await;
         }
         Ok(())
