@@ -456,6 +456,61 @@ async fn run_split(db: &TestDb) {
     })
     .await;
 
+    // Exactly once, with two rewards replicas: once every charge of the person is processed,
+    // each has one ledger entry, with the points its amount and category's rule give, and the
+    // balance over the API is their sum.
+    let mut conn = db.connect().await;
+    let started = Instant::now();
+    loop {
+        let pending: i64 =
+            sqlx::query("SELECT COUNT(*) FROM transactions WHERE user_id = $1 AND processed = 0")
+                .bind(&user_id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get(0);
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{pending} charges still unrewarded after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let check = sqlx::query(
+        "SELECT COUNT(*) AS charges, \
+           CAST(COALESCE(SUM(t.amount_minor * COALESCE(r.points_per_unit, 1) / 100), 0) AS BIGINT) AS expected, \
+           CAST(COALESCE(SUM(t.points_earned), 0) AS BIGINT) AS written, \
+           (SELECT COUNT(*) FROM points_ledger l WHERE l.user_id = $1 AND l.kind = 'earned') AS entries, \
+           (SELECT COUNT(DISTINCT l.reference) FROM points_ledger l WHERE l.user_id = $1 AND l.kind = 'earned') AS distinct_entries \
+         FROM transactions t LEFT JOIN reward_rules r ON r.category = t.category WHERE t.user_id = $1",
+    )
+    .bind(&user_id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let charges: i64 = check.get("charges");
+    let expected: i64 = check.get("expected");
+    assert!(charges > 2, "{charges} charges");
+    assert_eq!(check.get::<i64, _>("written"), expected);
+    assert_eq!(
+        check.get::<i64, _>("entries"),
+        charges,
+        "one ledger entry per charge"
+    );
+    assert_eq!(check.get::<i64, _>("distinct_entries"), charges);
+    let points: serde_json::Value = http
+        .get(format!("{entry}/bank/v1/points"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(points["earned"].as_i64(), Some(expected), "{points}");
+
     // People cannot use the internal routes, whatever they try.
     for (method, path) in [
         ("GET", format!("/internal/v1/users/{user_id}/standing")),
@@ -486,7 +541,6 @@ async fn run_split(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(erase.status(), StatusCode::NO_CONTENT);
-    let mut conn = db.connect().await;
     let started = Instant::now();
     loop {
         let mut left = 0i64;
@@ -531,7 +585,29 @@ async fn run_split(db: &TestDb) {
     .await
     .unwrap();
     assert!(rows.len() >= 2, "retention ran in {} periods", rows.len());
-    assert!(rows.iter().all(|r| r.get::<i64, _>("n") == 1));
+    // What the replicas actually ran, from their logs: no period's pass ran twice.
+    let mut passes: Vec<i64> = servers
+        .iter()
+        .filter(|(role, _)| *role == "erasure")
+        .flat_map(|(_, s)| {
+            std::fs::read_to_string(&s.log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|l| l["message"] == "retention pass")
+                .filter_map(|l| l["period"].as_i64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let logged = passes.len();
+    passes.sort_unstable();
+    passes.dedup();
+    assert!(logged >= 2, "{logged} retention passes logged");
+    assert_eq!(
+        passes.len(),
+        logged,
+        "a period's retention pass ran in more than one erasure replica"
+    );
     let holders: i64 = sqlx::query("SELECT COUNT(DISTINCT holder) AS n FROM scheduled_runs")
         .fetch_one(&mut conn)
         .await
