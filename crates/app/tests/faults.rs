@@ -554,8 +554,9 @@ async fn a_worker_killed_mid_event_processes_each_event_exactly_once() {
     .await;
 }
 
-/// SIGTERM while the reward worker writes a batch back: the listener stops, the worker
-/// claims nothing more, finishes the batch it holds, and the process exits cleanly with no
+/// SIGTERM while the reward worker writes a batch back and a request waits on the database:
+/// the listener stops, the request in flight gets its answer and its write is stored, the
+/// worker claims nothing more, finishes the batch it holds, and the process exits cleanly with no
 /// event left claimed (nothing waits for a lease to run out); the next start rewards the
 /// rest, each charge once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -591,6 +592,36 @@ async fn sigterm_finishes_the_batch_in_flight_and_leaves_nothing_claimed() {
         }
         let claimed = "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL";
         let held = scalar(&mut conn, claimed).await;
+        // And an HTTP request in flight: a consent change whose write waits on a lock.
+        let analytics_events = format!(
+            "SELECT COUNT(*) FROM consent_events WHERE purpose = 'analytics' AND user_id = '{}'",
+            log.user_id
+        );
+        let analytics_before = scalar(&mut conn, &analytics_events).await;
+        sqlx::query("LOCK TABLE consent_events IN EXCLUSIVE MODE")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        let in_flight = tokio::spawn(
+            http.put(format!(
+                "{}/bank/v1/users/self/consents/analytics",
+                server.url
+            ))
+            .bearer_auth(&log.token)
+            .json(&json!({ "granted": true }))
+            .send(),
+        );
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                       AND wait_event_type = 'Lock' AND query LIKE '%consent_events%'";
+        let started = Instant::now();
+        while scalar(&mut conn, waiting).await == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the consent change never reached the database; log:\n{}",
+                server.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         server.terminate();
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(
@@ -600,6 +631,20 @@ async fn sigterm_finishes_the_batch_in_flight_and_leaves_nothing_claimed() {
         let refused = http.get(format!("{}/healthz", server.url)).send().await;
         assert!(refused.is_err(), "the listener still accepts after SIGTERM");
         sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        let answer = in_flight
+            .await
+            .unwrap()
+            .expect("the request in flight at SIGTERM got no answer");
+        assert_eq!(
+            answer.status(),
+            StatusCode::OK,
+            "the request in flight at SIGTERM"
+        );
+        assert_eq!(
+            scalar(&mut conn, &analytics_events).await,
+            analytics_before + 1,
+            "the consent change acknowledged during the drain is stored"
+        );
         let status = server
             .wait_exit(Duration::from_secs(15))
             .expect("the server did not exit after SIGTERM");

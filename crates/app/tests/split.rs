@@ -84,19 +84,31 @@ impl Backends {
     }
 }
 
+/// A path under `/_svc/<role>/` goes to that role with the prefix removed: the roles' own
+/// `*_URL` settings point there, as a Kubernetes Service name reaches only its role's pods.
+/// So `/readyz`'s check of `<users_url>/healthz` really asks a users replica.
+fn service_prefix(path_and_query: &str) -> Option<(&'static str, &str)> {
+    let rest = path_and_query.strip_prefix("/_svc/")?;
+    let (name, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    // The roles other roles call: what the *_URL settings name.
+    let role = ["identity", "users", "transactions"]
+        .into_iter()
+        .find(|r| *r == name)?;
+    Some((role, if tail.is_empty() { "/" } else { tail }))
+}
+
 async fn forward(State(backends): State<Backends>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let role = role_for(parts.uri.path());
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let (role, path_and_query) =
+        service_prefix(path_and_query).unwrap_or((role_for(parts.uri.path()), path_and_query));
     let Some(base) = backends.pick(role) else {
         return Response::builder()
             .status(502)
             .body(Body::from(format!("no {role} replica")))
             .unwrap();
     };
-    let target = format!(
-        "{base}{}",
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
+    let target = format!("{base}{path_and_query}");
     let body: Bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
@@ -157,9 +169,12 @@ fn shared_env(db: &TestDb, entry: &str, keys: &Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("EXAMPLEBANK_DATABASE_URL", db.url.clone()),
         ("EXAMPLEBANK_PUBLIC_BASE_URL", entry.to_owned()),
-        ("EXAMPLEBANK_IDENTITY_URL", entry.to_owned()),
-        ("EXAMPLEBANK_USERS_URL", entry.to_owned()),
-        ("EXAMPLEBANK_TRANSACTIONS_URL", entry.to_owned()),
+        ("EXAMPLEBANK_IDENTITY_URL", format!("{entry}/_svc/identity")),
+        ("EXAMPLEBANK_USERS_URL", format!("{entry}/_svc/users")),
+        (
+            "EXAMPLEBANK_TRANSACTIONS_URL",
+            format!("{entry}/_svc/transactions"),
+        ),
         ("EXAMPLEBANK_KEYS_DIR", keys.display().to_string()),
         (
             "EXAMPLEBANK_MASTER_KEY",
@@ -353,6 +368,38 @@ async fn run_split(db: &TestDb) {
         for need in needs {
             assert_eq!(ready["dependencies"][need], "up", "{role}: {ready}");
         }
+    }
+    // And a process whose dependency does not answer is alive but not ready, naming it.
+    {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nowhere = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let mut lonely_env = env.clone();
+        for (key, value) in &mut lonely_env {
+            if key == "EXAMPLEBANK_USERS_URL" {
+                value.clone_from(&nowhere);
+            }
+        }
+        let dir = root.path().join("transactions-without-users");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lonely = common::start(&dir, &["--roles", "transactions"], &env_refs(&lonely_env));
+        let alive = http
+            .get(format!("{}/healthz", lonely.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(alive.status(), StatusCode::OK);
+        let ready = http
+            .get(format!("{}/readyz", lonely.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ready.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = ready.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("users"), "{problem}");
+        assert!(!detail.contains("identity"), "identity answers: {problem}");
     }
     let dump_logs = || {
         for (role, server) in &servers {

@@ -226,13 +226,29 @@ impl AuditLog {
     }
 }
 
+/// Writes `checkpoint` to `path` unless the file already holds a newer one.
+///
+/// Every replica of every role runs a checkpointer, and in a deployment they share this file
+/// (one volume), so writers take an exclusive lock on `<path>.lock` (an OS file lock, held
+/// across processes), never move the file back to an older checkpoint, and write through a
+/// temporary name of their own before the atomic rename.
 fn write_checkpoint_file(path: &Path, checkpoint: &CheckpointFile) -> Result<(), AuditError> {
     use std::io::Write;
     let error = |e| AuditError::File(path.display().to_string(), e);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(error)?;
     }
-    let temp = path.with_extension("tmp");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(error)?;
+    lock.lock().map_err(error)?;
+    if read_checkpoint_file(path).is_some_and(|current| current.seq > checkpoint.seq) {
+        return Ok(());
+    }
+    let temp = path.with_extension(format!("{}.tmp", std::process::id()));
     let text = serde_json::to_string_pretty(checkpoint).unwrap_or_default();
     let mut file = std::fs::File::create(&temp).map_err(error)?;
     file.write_all(text.as_bytes()).map_err(error)?;
@@ -244,4 +260,58 @@ fn write_checkpoint_file(path: &Path, checkpoint: &CheckpointFile) -> Result<(),
 pub fn read_checkpoint_file(path: &Path) -> Option<CheckpointFile> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::{read_checkpoint_file, write_checkpoint_file, CheckpointFile};
+
+    fn at(seq: i64) -> CheckpointFile {
+        CheckpointFile {
+            seq,
+            hash: format!("hash-{seq}"),
+            at: 1_700_000_000 + seq,
+            kid: "audit-1".to_owned(),
+            signature: format!("signature-{seq}"),
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_file_never_goes_back_to_an_older_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit").join("audit-checkpoint.json");
+        write_checkpoint_file(&path, &at(10)).unwrap();
+        // A replica that signed an older head writes after one that signed a newer head.
+        write_checkpoint_file(&path, &at(5)).unwrap();
+        assert_eq!(read_checkpoint_file(&path), Some(at(10)));
+        write_checkpoint_file(&path, &at(12)).unwrap();
+        assert_eq!(read_checkpoint_file(&path), Some(at(12)));
+    }
+
+    #[test]
+    fn writers_sharing_the_file_leave_the_newest_whole_checkpoint_and_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit-checkpoint.json");
+        std::thread::scope(|scope| {
+            for writer in 0..8_i64 {
+                let path = &path;
+                scope.spawn(move || {
+                    for round in 0..50_i64 {
+                        write_checkpoint_file(path, &at(round * 8 + writer)).unwrap();
+                        let seen = read_checkpoint_file(path).expect("always a whole file");
+                        assert!(seen.seq >= round * 8 + writer, "went back to {}", seen.seq);
+                    }
+                });
+            }
+        });
+        assert_eq!(read_checkpoint_file(&path), Some(at(49 * 8 + 7)));
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["audit-checkpoint.json", "audit-checkpoint.lock"]);
+    }
 }

@@ -38,6 +38,11 @@ impl KeyStore {
             .mode(fsutil::FILE_MODE)
             .open(&path)
             .map_err(|e| CryptoError::io("opening", &path, e))?;
+        // The in-process guard above covers this process; erasure replicas and the `erasure
+        // run` job may share the journal's volume, so an OS file lock (released when `file`
+        // closes) keeps the torn-line check and the append one step across processes too.
+        file.lock()
+            .map_err(|e| CryptoError::io("locking", &path, e))?;
         let len = file
             .metadata()
             .map_err(|e| CryptoError::io("inspecting", &path, e))?

@@ -267,3 +267,35 @@ fn journal_ignores_torn_lines_and_rejects_garbage() {
     fs::write(&path, "p_1\nnot valid!\n").unwrap();
     assert!(store.journal_entries().is_err());
 }
+
+#[test]
+fn journal_appends_wait_for_another_process_holding_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store.journal_append("p_1").unwrap();
+    // Another process (an erasure replica or the `erasure run` job on the same volume) is in
+    // the middle of an append: it holds the OS lock on the journal file.
+    let other = fs::OpenOptions::new()
+        .append(true)
+        .open(tmp.path().join("erasure-journal"))
+        .unwrap();
+    other.lock().unwrap();
+    let (done, appended) = std::sync::mpsc::channel();
+    let dir = tmp.path().to_owned();
+    let writer = std::thread::spawn(move || {
+        open(&dir).journal_append("p_2").unwrap();
+        done.send(()).unwrap();
+    });
+    assert!(
+        appended
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "appended while another process held the journal"
+    );
+    drop(other);
+    appended
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the append goes on once the lock is released");
+    writer.join().unwrap();
+    assert_eq!(store.journal_entries().unwrap(), vec!["p_1", "p_2"]);
+}
