@@ -101,11 +101,11 @@ export EXAMPLEBANK_RATE_LIMIT_PER_ADDRESS_PER_MINUTE=1000000000
 export EXAMPLEBANK_RATE_LIMIT_PER_PERSON_PER_MINUTE=1000000000
 export EXAMPLEBANK_LOGIN_FAILURES_PER_ADDRESS=1000000000
 
-# start_server LABEL DATA_DIR [DATABASE_URL]
+# start_server LABEL DATA_DIR [DATABASE_URL [ROLES]]
 start_server() {
-  local label=$1 dir=$2 db=${3:-}
+  local label=$1 dir=$2 db=${3:-} roles=${4:-all}
   if [ -n "$db" ]; then
-    EXAMPLEBANK_DATABASE_URL=$db "$BIN" serve --roles all --addr "$ADDR" --data-dir "$dir" \
+    EXAMPLEBANK_DATABASE_URL=$db "$BIN" serve --roles "$roles" --addr "$ADDR" --data-dir "$dir" \
       >"$OUT/server-$label.out" 2>"$OUT/server-$label.log" &
   else
     "$BIN" serve --roles all --addr "$ADDR" --data-dir "$dir" \
@@ -209,8 +209,17 @@ if [ -r "$PG_LOG" ]; then
   cat "$OUT/statements.log"
 fi
 
+step "PostgreSQL: POST with the reward worker stopped (the request alone, as pgbench runs it)"
+# pgbench issues only the request's statements; the server's reward worker would add its own
+# writes for every charge on the same cores and database. This run leaves the worker out
+# (every role but rewards and erasure); the next one, with every role, drains what it left.
+start_server pg-alone "$OUT/pg-data" "$PG_URL" identity,users,transactions,ui
+for c in $CONCURRENCIES; do settle_pg; wrk_run postgres-alone post "$c" "$RUN_SECONDS"; done
+stop_server
+
 step "PostgreSQL: server under wrk"
 start_server pg "$OUT/pg-data" "$PG_URL"
+wait_drained "the runs without the worker" pg_outbox
 for c in $CONCURRENCIES; do settle_pg; wrk_run postgres post "$c" "$RUN_SECONDS"; done
 sleep 3
 pg_stuck "postgres POST runs" "$OUT/server-pg.log"
