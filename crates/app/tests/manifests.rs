@@ -3,7 +3,8 @@
 //! (loaded by the real settings loader), files and directories it names are mounted, every
 //! pod meets the restricted Pod Security Standard, every role is deployed and reachable, the
 //! Ingress routes every public route of the route table and no internal one, the
-//! external-provider overlay's settings load too, and the Dockerfile builds in stages and runs
+//! external-provider overlay's settings load too, the network policies allow exactly the calls
+//! the roles make, and the Dockerfile builds in stages and runs
 //! unprivileged. The checkers are tested on bad snippets as well, so a green run means the
 //! manifests were checked, not skipped.
 
@@ -1090,6 +1091,257 @@ fn the_dockerfile_is_multi_stage_and_runs_as_a_numeric_non_root_user() {
     );
 }
 
+// ---- network policies --------------------------------------------------------------------
+
+/// A pod as network policies see it: its namespace and its labels.
+struct Peer {
+    name: String,
+    namespace: String,
+    labels: Value,
+}
+
+impl Peer {
+    /// A pod in another namespace (the ingress controller, Prometheus, PostgreSQL, DNS).
+    fn outside(namespace: &str, labels: Value) -> Self {
+        Self {
+            name: format!("a pod in namespace {namespace}"),
+            namespace: namespace.to_owned(),
+            labels,
+        }
+    }
+}
+
+/// Kubernetes' label selector: `matchLabels` and `matchExpressions`; `{}` selects everything.
+fn selector_matches(selector: &Value, labels: &Value) -> bool {
+    let by_label = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels[k] == *v));
+    let by_expression = list(&selector["matchExpressions"]).iter().all(|e| {
+        let value = labels[e["key"].as_str().unwrap_or("")].as_str();
+        let listed = value.is_some_and(|v| strings(&e["values"]).iter().any(|x| x == v));
+        match e["operator"].as_str() {
+            Some("In") => listed,
+            Some("NotIn") => !listed,
+            Some("Exists") => value.is_some(),
+            Some("DoesNotExist") => value.is_none(),
+            _ => false,
+        }
+    });
+    by_label && by_expression
+}
+
+/// One `from`/`to` entry of a rule in a policy of `NAMESPACE`.
+fn peer_matches(entry: &Value, peer: &Peer) -> bool {
+    if !entry["ipBlock"].is_null() {
+        return false;
+    }
+    let namespace = json!({ "kubernetes.io/metadata.name": peer.namespace });
+    let in_namespace = match &entry["namespaceSelector"] {
+        Value::Null => peer.namespace == NAMESPACE,
+        selector => selector_matches(selector, &namespace),
+    };
+    let pod = match &entry["podSelector"] {
+        Value::Null => true,
+        selector => selector_matches(selector, &peer.labels),
+    };
+    in_namespace && pod
+}
+
+fn policy_types(policy: &Value) -> Vec<String> {
+    let given = strings(&policy["spec"]["policyTypes"]);
+    if !given.is_empty() {
+        return given;
+    }
+    let mut types = vec!["Ingress".to_owned()];
+    if !policy["spec"]["egress"].is_null() {
+        types.push("Egress".to_owned());
+    }
+    types
+}
+
+/// Whether the policies let `from` open a connection to `to` on `port`/`protocol`: egress at
+/// `from` and ingress at `to`, each allowed when no policy selects the pod for that direction,
+/// or when a rule of one that does matches the other side and the port. Pods outside the
+/// namespace are not governed by these policies.
+fn connection_allowed(
+    policies: &[&Value],
+    from: &Peer,
+    to: &Peer,
+    port: u16,
+    protocol: &str,
+) -> bool {
+    let direction = |kind: &str, subject: &Peer, other: &Peer| {
+        if subject.namespace != NAMESPACE {
+            return true;
+        }
+        let (rules, peers) = if kind == "Ingress" {
+            ("ingress", "from")
+        } else {
+            ("egress", "to")
+        };
+        let selecting: Vec<&&Value> = policies
+            .iter()
+            .filter(|p| {
+                p["metadata"]["namespace"] == json!(NAMESPACE)
+                    && policy_types(p).iter().any(|t| t == kind)
+                    && selector_matches(&p["spec"]["podSelector"], &subject.labels)
+            })
+            .collect();
+        selecting.is_empty()
+            || selecting.iter().any(|p| {
+                list(&p["spec"][rules]).iter().any(|rule| {
+                    let ports = list(&rule["ports"]);
+                    let port_ok = ports.is_empty()
+                        || ports.iter().any(|p| {
+                            p["port"] == json!(port)
+                                && p["protocol"].as_str().unwrap_or("TCP") == protocol
+                        });
+                    let entries = list(&rule[peers]);
+                    port_ok
+                        && (entries.is_empty() || entries.iter().any(|e| peer_matches(e, other)))
+                })
+            })
+    };
+    direction("Egress", from, to) && direction("Ingress", to, from)
+}
+
+/// Checks the policies against what the pods do: every call between roles that a pod's
+/// `*_URL` settings make is allowed and no other one; the ingress controller reaches exactly
+/// the pods behind the Ingress; Prometheus reaches every Deployment's pods; every pod reaches
+/// DNS and PostgreSQL and nothing else outside.
+fn network_problems(docs: &[Doc]) -> Vec<String> {
+    let policies: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d.kind() == "NetworkPolicy")
+        .map(|d| &d.value)
+        .collect();
+    let workloads: Vec<(&Doc, &Value)> = docs
+        .iter()
+        .filter_map(|d| pod_spec(&d.value).map(|pod| (d, pod)))
+        .collect();
+    let pods: Vec<Peer> = workloads
+        .iter()
+        .map(|(doc, _)| Peer {
+            name: doc.label(),
+            namespace: NAMESPACE.to_owned(),
+            labels: pod_labels(&doc.value).clone(),
+        })
+        .collect();
+    let services: BTreeMap<&str, &Value> = docs
+        .iter()
+        .filter(|d| d.kind() == "Service")
+        .map(|d| (d.name(), &d.value["spec"]["selector"]))
+        .collect();
+    let behind = |service: &str| -> Vec<usize> {
+        services.get(service).map_or_else(Vec::new, |selector| {
+            (0..pods.len())
+                .filter(|&j| selects(selector, &pods[j].labels))
+                .collect()
+        })
+    };
+    let mut problems = Vec::new();
+
+    let mut calls = BTreeSet::new();
+    for (i, (_, pod)) in workloads.iter().enumerate() {
+        for env in containers(pod).flat_map(|c| list(&c["env"])) {
+            let name = env["name"].as_str().unwrap_or("");
+            if !["IDENTITY", "USERS", "TRANSACTIONS"]
+                .iter()
+                .any(|role| name == format!("EXAMPLEBANK_{role}_URL"))
+            {
+                continue;
+            }
+            let value = env["value"].as_str().unwrap_or("");
+            let host = value
+                .strip_prefix("http://")
+                .unwrap_or(value)
+                .split(['/', ':', '.'])
+                .next()
+                .unwrap_or("");
+            let callees = behind(host);
+            if callees.is_empty() {
+                problems.push(format!("{}: {name} = {value} reaches no pod", pods[i].name));
+            }
+            calls.extend(callees.into_iter().map(|j| (i, j)));
+        }
+    }
+    for (i, from) in pods.iter().enumerate() {
+        for (j, to) in pods.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            match (
+                calls.contains(&(i, j)),
+                connection_allowed(&policies, from, to, 8080, "TCP"),
+            ) {
+                (true, false) => problems.push(format!(
+                    "{} calls {} but the policies refuse it",
+                    from.name, to.name
+                )),
+                (false, true) => problems.push(format!(
+                    "{} may reach {} though it never calls it",
+                    from.name, to.name
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    let public: BTreeSet<usize> = docs
+        .iter()
+        .filter(|d| d.kind() == "Ingress")
+        .flat_map(|d| list(&d.value["spec"]["rules"]))
+        .flat_map(|rule| list(&rule["http"]["paths"]))
+        .flat_map(|path| behind(path["backend"]["service"]["name"].as_str().unwrap_or("")))
+        .collect();
+    let controller = Peer::outside("ingress-controller", json!({}));
+    let prometheus = Peer::outside("monitoring", json!({}));
+    let dns = Peer::outside("kube-system", json!({ "k8s-app": "kube-dns" }));
+    let postgres = Peer::outside("postgres", json!({}));
+    let elsewhere = Peer::outside("default", json!({}));
+    for (j, (doc, _)) in workloads.iter().enumerate() {
+        let pod = &pods[j];
+        let from_controller = connection_allowed(&policies, &controller, pod, 8080, "TCP");
+        if from_controller != public.contains(&j) {
+            problems.push(format!(
+                "{}: the ingress controller {} reach it, but the Ingress {} it",
+                pod.name,
+                if from_controller { "may" } else { "cannot" },
+                if public.contains(&j) {
+                    "routes to"
+                } else {
+                    "does not route to"
+                }
+            ));
+        }
+        if doc.kind() == "Deployment"
+            && !connection_allowed(&policies, &prometheus, pod, 8080, "TCP")
+        {
+            problems.push(format!("{}: Prometheus cannot scrape it", pod.name));
+        }
+        for (what, target, port, protocol) in [
+            ("DNS", &dns, 53, "UDP"),
+            ("PostgreSQL", &postgres, 5432, "TCP"),
+        ] {
+            if !connection_allowed(&policies, pod, target, port, protocol) {
+                problems.push(format!("{}: cannot reach {what}", pod.name));
+            }
+        }
+        if connection_allowed(&policies, pod, &elsewhere, 443, "TCP")
+            || connection_allowed(&policies, &elsewhere, pod, 8080, "TCP")
+        {
+            problems.push(format!("{}: open to or from other namespaces", pod.name));
+        }
+    }
+    problems
+}
+
+#[test]
+fn network_policies_allow_exactly_the_calls_the_roles_make() {
+    let docs = manifests();
+    report("network policies", &network_problems(&docs));
+}
+
 // ---- the checkers catch what they are for --------------------------------------------------
 
 fn container(args: &[&str], env: &[(&str, &str)]) -> Value {
@@ -1434,5 +1686,39 @@ fn the_example_secrets_cover_every_secret_the_pods_mount() {
     assert!(
         missing.is_empty(),
         "not in secrets.example.yaml: {missing:?}"
+    );
+}
+
+#[test]
+fn the_network_check_catches_a_missing_and_a_too_broad_policy() {
+    let without = |name: &str| -> Vec<Doc> {
+        manifests()
+            .into_iter()
+            .filter(|d| !(d.kind() == "NetworkPolicy" && d.name() == name))
+            .collect()
+    };
+    let problems = network_problems(&without("transactions-to-services")).join("\n");
+    assert!(
+        problems.contains("calls Deployment users") && problems.contains("policies refuse it"),
+        "{problems}"
+    );
+    let problems = network_problems(&without("allow-prometheus")).join("\n");
+    assert!(
+        problems.contains("Prometheus cannot scrape it"),
+        "{problems}"
+    );
+    let problems = network_problems(&without("allow-postgresql")).join("\n");
+    assert!(problems.contains("cannot reach PostgreSQL"), "{problems}");
+
+    let mut open = manifests();
+    open.extend(parse_documents(
+        "too-broad.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: ui-and-users-anywhere\n  namespace: examplebank\nspec:\n  podSelector:\n    matchExpressions:\n      - key: app.kubernetes.io/component\n        operator: In\n        values: [\"ui\", \"users\"]\n  policyTypes: [\"Egress\", \"Ingress\"]\n  egress:\n    - {}\n  ingress:\n    - from:\n        - podSelector: {}\n",
+    ));
+    let problems = network_problems(&open).join("\n");
+    assert!(problems.contains("though it never calls it"), "{problems}");
+    assert!(
+        problems.contains("open to or from other namespaces"),
+        "{problems}"
     );
 }
