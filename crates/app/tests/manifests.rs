@@ -1109,6 +1109,15 @@ impl Peer {
             labels,
         }
     }
+
+    /// An address outside the cluster (no namespace, no labels).
+    fn internet() -> Self {
+        Self {
+            name: "an address outside the cluster".to_owned(),
+            namespace: String::new(),
+            labels: json!({}),
+        }
+    }
 }
 
 /// Kubernetes' label selector: `matchLabels` and `matchExpressions`; `{}` selects everything.
@@ -1131,8 +1140,14 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
 }
 
 /// One `from`/`to` entry of a rule in a policy of `NAMESPACE`.
+///
+/// An `ipBlock` is taken to match every address outside the cluster (`Peer::internet`), the
+/// cautious reading: the check cannot know which addresses a range covers.
 fn peer_matches(entry: &Value, peer: &Peer) -> bool {
     if !entry["ipBlock"].is_null() {
+        return peer.namespace.is_empty();
+    }
+    if peer.namespace.is_empty() {
         return false;
     }
     let namespace = json!({ "kubernetes.io/metadata.name": peer.namespace });
@@ -1153,7 +1168,7 @@ fn policy_types(policy: &Value) -> Vec<String> {
         return given;
     }
     let mut types = vec!["Ingress".to_owned()];
-    if !policy["spec"]["egress"].is_null() {
+    if !list(&policy["spec"]["egress"]).is_empty() {
         types.push("Egress".to_owned());
     }
     types
@@ -1299,6 +1314,7 @@ fn network_problems(docs: &[Doc]) -> Vec<String> {
     let dns = Peer::outside("kube-system", json!({ "k8s-app": "kube-dns" }));
     let postgres = Peer::outside("postgres", json!({}));
     let elsewhere = Peer::outside("default", json!({}));
+    let internet = Peer::internet();
     for (j, (doc, _)) in workloads.iter().enumerate() {
         let pod = &pods[j];
         let from_controller = connection_allowed(&policies, &controller, pod, 8080, "TCP");
@@ -1327,10 +1343,22 @@ fn network_problems(docs: &[Doc]) -> Vec<String> {
                 problems.push(format!("{}: cannot reach {what}", pod.name));
             }
         }
-        if connection_allowed(&policies, pod, &elsewhere, 443, "TCP")
-            || connection_allowed(&policies, &elsewhere, pod, 8080, "TCP")
-        {
-            problems.push(format!("{}: open to or from other namespaces", pod.name));
+        for other in [&elsewhere, &internet] {
+            let out = [
+                (443, "TCP"),
+                (8080, "TCP"),
+                (5432, "TCP"),
+                (53, "UDP"),
+                (53, "TCP"),
+            ]
+            .into_iter()
+            .any(|(port, protocol)| connection_allowed(&policies, pod, other, port, protocol));
+            let into = [8080, 443]
+                .into_iter()
+                .any(|port| connection_allowed(&policies, other, pod, port, "TCP"));
+            if out || into {
+                problems.push(format!("{}: open to or from {}", pod.name, other.name));
+            }
         }
     }
     problems
@@ -1718,7 +1746,28 @@ fn the_network_check_catches_a_missing_and_a_too_broad_policy() {
     let problems = network_problems(&open).join("\n");
     assert!(problems.contains("though it never calls it"), "{problems}");
     assert!(
-        problems.contains("open to or from other namespaces"),
+        problems.contains("open to or from a pod in namespace default"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("open to or from an address outside the cluster"),
+        "{problems}"
+    );
+
+    // PostgreSQL opened to every namespace instead of its own, and to any address.
+    let mut wide = without("allow-postgresql");
+    wide.extend(parse_documents(
+        "wide-postgresql.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: postgresql-anywhere\n  namespace: examplebank\nspec:\n  podSelector: {}\n  policyTypes: [\"Egress\"]\n  egress:\n    - to:\n        - namespaceSelector: {}\n        - ipBlock:\n            cidr: 0.0.0.0/0\n      ports:\n        - protocol: TCP\n          port: 5432\n",
+    ));
+    let problems = network_problems(&wide).join("\n");
+    assert!(!problems.contains("cannot reach PostgreSQL"), "{problems}");
+    assert!(
+        problems.contains("open to or from a pod in namespace default"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("open to or from an address outside the cluster"),
         "{problems}"
     );
 }

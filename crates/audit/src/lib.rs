@@ -192,7 +192,17 @@ impl AuditLog {
             kid: key.kid().to_owned(),
         };
         self.store.insert_checkpoint(&checkpoint).await?;
-        write_checkpoint_file(&self.checkpoint_file, &CheckpointFile::from(&checkpoint))?;
+        // Waiting for another replica's file lock and the fsyncs happen off the async workers.
+        let path = self.checkpoint_file.clone();
+        let file = CheckpointFile::from(&checkpoint);
+        tokio::task::spawn_blocking(move || write_checkpoint_file(&path, &file))
+            .await
+            .map_err(|e| {
+                AuditError::File(
+                    self.checkpoint_file.display().to_string(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })??;
         Ok(Some(checkpoint))
     }
 
@@ -231,13 +241,16 @@ impl AuditLog {
 /// Every replica of every role runs a checkpointer, and in a deployment they share this file
 /// (one volume), so writers take an exclusive lock on `<path>.lock` (an OS file lock, held
 /// across processes), never move the file back to an older checkpoint, and write through a
-/// temporary name of their own before the atomic rename.
+/// temporary file with a random name of their own (every pod's process may be PID 1) before the
+/// atomic rename and the directory's fsync. A failed write removes its temporary file.
 fn write_checkpoint_file(path: &Path, checkpoint: &CheckpointFile) -> Result<(), AuditError> {
     use std::io::Write;
     let error = |e| AuditError::File(path.display().to_string(), e);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(error)?;
-    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(error)?;
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -248,13 +261,22 @@ fn write_checkpoint_file(path: &Path, checkpoint: &CheckpointFile) -> Result<(),
     if read_checkpoint_file(path).is_some_and(|current| current.seq > checkpoint.seq) {
         return Ok(());
     }
-    let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let unique = u64::from_le_bytes(crypto::secrets::random_bytes::<8>());
+    let temp = path.with_extension(format!("{unique:016x}.tmp"));
     let text = serde_json::to_string_pretty(checkpoint).unwrap_or_default();
-    let mut file = std::fs::File::create(&temp).map_err(error)?;
-    file.write_all(text.as_bytes()).map_err(error)?;
-    file.sync_all().map_err(error)?;
-    std::fs::rename(&temp, path).map_err(error)?;
-    Ok(())
+    let written = std::fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error(err));
+    }
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(error)
 }
 
 pub fn read_checkpoint_file(path: &Path) -> Option<CheckpointFile> {

@@ -30,7 +30,6 @@ impl KeyStore {
             return Err(CryptoError::InvalidOwner);
         }
         let path = self.journal_path();
-        let _guard = self.write_masters();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -38,11 +37,13 @@ impl KeyStore {
             .mode(fsutil::FILE_MODE)
             .open(&path)
             .map_err(|e| CryptoError::io("opening", &path, e))?;
-        // The in-process guard above covers this process; erasure replicas and the `erasure
-        // run` job may share the journal's volume, so an OS file lock (released when `file`
-        // closes) keeps the torn-line check and the append one step across processes too.
+        // Erasure replicas and the `erasure run` job may share the journal's volume, so an OS
+        // file lock (released when `file` closes) keeps the torn-line check and the append one
+        // step across processes. It is taken before the in-process guard, so waiting for
+        // another process never holds up this process's key look-ups.
         file.lock()
             .map_err(|e| CryptoError::io("locking", &path, e))?;
+        let _guard = self.write_masters();
         let len = file
             .metadata()
             .map_err(|e| CryptoError::io("inspecting", &path, e))?
