@@ -944,3 +944,104 @@ examplebank_testkit::both_backends!(
     concurrent_redemptions_never_overdraw,
     concurrent_redemptions_with_one_key_take_points_once,
 );
+
+/// In split mode the rewards process writes points through the transactions service: the
+/// events of a claimed batch go out several at a time (not one after the other), each is
+/// written once, and all are completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_back_keeps_several_calls_in_flight_and_writes_each_once() {
+    use axum::extract::{Path, State};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Seen {
+        in_flight: AtomicUsize,
+        most: AtomicUsize,
+        written: std::sync::Mutex<Vec<(String, i64)>>,
+    }
+
+    let app = TestApp::new(examplebank_testkit::Backend::Sqlite)
+        .await
+        .expect("sqlite app");
+    let person = app.person().await;
+    for i in 0..16 {
+        app.charge(
+            person.token(),
+            &format!("Shop {i}"),
+            "groceries",
+            json!("2.50"),
+        )
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    }
+
+    // A stand-in transactions service (and token endpoint) that holds each write for 50 ms.
+    let seen = Arc::new(Seen::default());
+    let service = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(|| async {
+                axum::Json(
+                    json!({ "access_token": "t", "token_type": "Bearer", "expires_in": 300 }),
+                )
+            }),
+        )
+        .route(
+            "/bank/v1/transactions/reward/{id}",
+            axum::routing::put(
+                |State(seen): State<Arc<Seen>>,
+                 Path(id): Path<String>,
+                 axum::Json(body): axum::Json<Value>| async move {
+                    let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    seen.most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let points = body["pointsEarned"].as_i64().unwrap_or(-1);
+                    seen.written.lock().unwrap().push((id, points));
+                    seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    let client = web::client::ServiceClient::new(web::client::ServiceCredentials {
+        token_url: format!("{base}/token"),
+        client_id: "rewards".into(),
+        client_secret: "secret".into(),
+        scope: "rewards".into(),
+    })
+    .unwrap();
+    let worker = rewards_for_testkit::RewardWorker::new(
+        app.services.store.clone(),
+        app.services.clock.clone(),
+        rewards_for_testkit::WorkerConfig::default(),
+    )
+    .with_remote(Arc::new(rewards_for_testkit::RemoteWriter {
+        client,
+        transactions_url: base,
+    }));
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        16,
+        "one batch of 16 events"
+    );
+    assert_eq!(worker.run_once().await.unwrap(), 0, "every event completed");
+
+    let most = seen.most.load(Ordering::SeqCst);
+    assert!((2..=8).contains(&most), "{most} writes in flight at most");
+    let mut written = seen.written.lock().unwrap().clone();
+    written.sort();
+    let mut expected: Vec<(String, i64)> = list(&app, person.token())
+        .await
+        .iter()
+        .map(|t| (t["transactionId"].as_str().unwrap().to_owned(), 5))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        written, expected,
+        "each transaction written once, 2.50 x 2 points"
+    );
+}
