@@ -79,6 +79,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/bank/v1/points", Person),
     route("POST", "/bank/v1/points/redemptions", Person),
     route("PUT", "/bank/v1/transactions/reward/{id}", RewardsOrAdmin),
+    route("POST", "/bank/v1/transactions/rewards", RewardsOrAdmin),
     route("GET", "/admin/v1/requests", Admin),
     route("GET", "/admin/v1/reward-rules", Admin),
     route("PUT", "/admin/v1/reward-rules/{category}", Admin),

@@ -182,6 +182,8 @@ fn shared_env(db: &TestDb, entry: &str, keys: &Path) -> Vec<(String, String)> {
         ),
         ("EXAMPLEBANK_MIGRATE_ON_START", "false".into()),
         ("EXAMPLEBANK_ERASURE_INTERVAL_SECONDS", "1".into()),
+        // The longest standing cache the settings allow: the one-second bound must hold with it.
+        ("EXAMPLEBANK_STANDING_CACHE_MS", "900".into()),
         (
             "EXAMPLEBANK_RATE_LIMIT_PER_ADDRESS_PER_MINUTE",
             "1000000".into(),

@@ -12,10 +12,10 @@ use tokio::sync::{watch, Notify};
 
 /// How long a paused event waits before it is looked at again.
 const PAUSE_MICROS: i64 = 5_000_000;
-/// Events of a claimed batch written back through the transactions service at the same time:
-/// each is one HTTP call that waits mostly on the network and the other service, and the
-/// service rewards a transaction once whatever the order, so they need not wait for each
-/// other. One at a time, a rewards process managed about 780 events/s (docs/performance.md).
+/// Events written back at the same time when the transactions service takes them one call
+/// per event (a version without the batch route, during a rolling upgrade): each call waits
+/// mostly on the network and the other service, and the service rewards a transaction once
+/// whatever the order, so they need not wait for each other.
 const REMOTE_IN_FLIGHT: usize = 8;
 
 /// Points per whole currency unit, rounded down per transaction: `minor * rate / 100`.
@@ -234,9 +234,9 @@ impl RewardWorker {
             }
             events.push(c.event);
         }
-        if self.remote.is_some() {
+        if let Some(remote) = &self.remote {
             drop(session);
-            self.one_by_one(&events).await?;
+            self.write_back_remote(remote, &events, &subjects).await?;
             return Ok(events.len());
         }
         let plan = plan_batch(&events, &subjects);
@@ -275,6 +275,78 @@ impl RewardWorker {
             }
         }
         Ok(events.len())
+    }
+
+    /// Split mode: the batch's points go to the transactions service in one call
+    /// (`POST /bank/v1/transactions/rewards`); then its events are completed together (points
+    /// written, or nothing left to write), put off (the person restricts processing) or
+    /// retried. A transactions service without that route (an older version during a rolling
+    /// upgrade) gets the points one call per event instead.
+    async fn write_back_remote(
+        &self,
+        remote: &RemoteWriter,
+        events: &[OutboxEvent],
+        subjects: &[Subject],
+    ) -> Result<(), store::StoreError> {
+        let plan = plan_batch(events, subjects);
+        for (event, reason) in plan.others {
+            self.settle(event, Err(reason)).await;
+        }
+        let mut complete = plan.complete.clone();
+        let batched = |seq: i64| plan.batched.iter().find(|e| e.seq == seq).copied();
+        if !plan.writes.is_empty() {
+            match write_remote_batch(remote, &plan.writes).await {
+                Ok(answer) => {
+                    let listed = |list: &[String], id: &str| list.iter().any(|x| x == id);
+                    for (seq, id, _) in &plan.writes {
+                        if listed(&answer.rewarded, id) || listed(&answer.not_written, id) {
+                            complete.push(*seq);
+                        } else if let Some(event) = batched(*seq) {
+                            let outcome = if listed(&answer.restricted, id) {
+                                ProcessError::Paused
+                            } else {
+                                ProcessError::Call(web::client::CallError::Unavailable {
+                                    service: "the transactions service".into(),
+                                    reason: "the answer did not mention the transaction".into(),
+                                })
+                            };
+                            self.settle(event, Err(outcome)).await;
+                        }
+                    }
+                    if !answer.rewarded.is_empty() {
+                        tracing::info!(rewarded = answer.rewarded.len(), "points written");
+                    }
+                }
+                Err(web::client::CallError::Refused { status, .. })
+                    if status == http::StatusCode::NOT_FOUND
+                        || status == http::StatusCode::METHOD_NOT_ALLOWED =>
+                {
+                    let one_by_one: Vec<OutboxEvent> = plan
+                        .writes
+                        .iter()
+                        .filter_map(|(seq, _, _)| batched(*seq).cloned())
+                        .collect();
+                    self.one_by_one(&one_by_one).await?;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, events = plan.writes.len(), "reward write-back failed; will retry");
+                    for (seq, _, _) in &plan.writes {
+                        if let Some(event) = batched(*seq) {
+                            let retry = ProcessError::Call(web::client::CallError::Unavailable {
+                                service: "the transactions service".into(),
+                                reason: err.to_string(),
+                            });
+                            self.settle(event, Err(retry)).await;
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(err) = self.store.complete_events(&complete).await {
+            // The leases run out and the events come back: their points are written once.
+            tracing::warn!(error = %err, events = complete.len(), "could not complete events");
+        }
+        Ok(())
     }
 
     /// Handles events one by one: through the transactions service when that role runs
@@ -401,6 +473,53 @@ impl RewardWorker {
             RewardOutcome::NotFound => Err(ProcessError::Poison("the transaction vanished".into())),
         }
     }
+}
+
+/// What the transactions service answered a batch write-back.
+struct BatchAnswer {
+    rewarded: Vec<String>,
+    not_written: Vec<String>,
+    restricted: Vec<String>,
+}
+
+async fn write_remote_batch(
+    remote: &RemoteWriter,
+    writes: &[(i64, &str, i64)],
+) -> Result<BatchAnswer, web::client::CallError> {
+    const SERVICE: &str = "the transactions service";
+    let url = format!(
+        "{}/bank/v1/transactions/rewards",
+        remote.transactions_url.trim_end_matches('/')
+    );
+    let rewards: Vec<serde_json::Value> = writes
+        .iter()
+        .map(|(_, id, points)| serde_json::json!({ "transactionId": id, "pointsEarned": points }))
+        .collect();
+    let body = serde_json::json!({ "rewards": rewards });
+    let bytes = remote
+        .client
+        .call_ok(SERVICE, http::Method::POST, &url, Some(&body))
+        .await?;
+    let answer: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| web::client::CallError::Unavailable {
+            service: SERVICE.into(),
+            reason: format!("unreadable answer: {e}"),
+        })?;
+    let ids = |name: &str| -> Vec<String> {
+        answer[name]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(BatchAnswer {
+        rewarded: ids("rewarded"),
+        not_written: ids("notWritten"),
+        restricted: ids("restricted"),
+    })
 }
 
 /// The write-back over HTTP. The transactions service answers 204 when the points are

@@ -231,6 +231,23 @@ impl Store {
         Ok(())
     }
 
+    /// Removes several handled events in one statement.
+    pub async fn complete_events(&self, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "DELETE FROM outbox WHERE seq IN ({})",
+            crate::transactions::placeholders(1, seqs.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in seqs {
+            query = query.bind(*seq);
+        }
+        query.execute(&self.writer).await?;
+        Ok(())
+    }
+
     /// Releases an event for another try after `retry_at`.
     pub async fn retry_event(&self, seq: i64, retry_at: i64, error: &str) -> Result<()> {
         sqlx::query("UPDATE outbox SET available_at = $2, claimed_until = NULL, last_error = $3 WHERE seq = $1")

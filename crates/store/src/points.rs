@@ -46,6 +46,25 @@ pub enum RedeemOutcome {
 }
 
 impl Store {
+    /// Records the points of several transactions at once, each exactly once, in one database
+    /// transaction (one statement on PostgreSQL). Returns the ids this call rewarded; the others
+    /// were rewarded before or no longer exist. Completes no outbox event: the caller (the
+    /// rewards service, over the transactions API) completes its own.
+    pub async fn reward_many(&self, writes: &[(&str, i64)], now: i64) -> Result<Vec<String>> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The batch write-back keys its writes by outbox sequence number; no outbox row has a
+        // negative one, so none is completed here.
+        let keyed: Vec<(i64, &str, i64)> = writes
+            .iter()
+            .zip(1_i64..)
+            .map(|((id, points), n)| (-n, *id, *points))
+            .collect();
+        let mut session = self.reward_session().await?;
+        Ok(session.reward_batch(&keyed, &[], now).await?.rewarded)
+    }
+
     /// Records the points of a transaction exactly once. The conditional update is the lock:
     /// a second writer for the same transaction finds it already processed.
     pub async fn reward_transaction(

@@ -47,6 +47,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         ("POST", "/bank/v1/points/redemptions") => Some(json!({"points": 1})),
         ("PUT", "/bank/v1/transactions/reward/{id}") => Some(json!({"pointsEarned": 1})),
+        ("POST", "/bank/v1/transactions/rewards") => Some(json!({"rewards": [
+            {"transactionId": "00000000-0000-7000-8000-000000000000", "pointsEarned": 1}
+        ]})),
         ("PUT", "/admin/v1/reward-rules/{category}") => Some(json!({"pointsPerUnit": 1})),
         ("PUT", "/admin/v1/accounts/{id}/status") => Some(json!({"status": "active"})),
         ("POST", "/identity/v1/password") => {

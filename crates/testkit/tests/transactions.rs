@@ -925,6 +925,123 @@ async fn concurrent_redemptions_with_one_key_take_points_once(app: TestApp) {
     assert_eq!(points(&app, person.token()).await["balance"], 110);
 }
 
+/// `POST /bank/v1/transactions/rewards`: the rewards service's batch write-back in split mode.
+async fn the_batch_reward_endpoint_writes_each_once_and_holds_back_restricted_people(app: TestApp) {
+    const BATCH: &str = "/bank/v1/transactions/rewards";
+    let person = app.person().await;
+    let other = app.person().await;
+    for (who, name, amount) in [
+        (&person, "One", "10.00"),
+        (&person, "Two", "20.00"),
+        (&other, "Three", "5.00"),
+    ] {
+        app.charge(who.token(), name, "other", json!(amount))
+            .await
+            .expect(StatusCode::NO_CONTENT);
+    }
+    let id_of = |items: &[Value], i: usize| items[i]["transactionId"].as_str().unwrap().to_owned();
+    let mine = list(&app, person.token()).await;
+    let (two, one) = (id_of(&mine, 0), id_of(&mine, 1));
+    let three = id_of(&list(&app, other.token()).await, 0);
+    let missing = uuid::Uuid::now_v7().to_string();
+    let service = app.service_token().await;
+    let batch = |token: String, rewards: Value| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                BATCH,
+                Some(&token),
+                Some(json!({ "rewards": rewards })),
+            )
+            .await
+        }
+    };
+    let item = |id: &str, points: i64| json!({ "transactionId": id, "pointsEarned": points });
+
+    batch(person.token().to_owned(), json!([item(&one, 1)]))
+        .await
+        .expect_problem(StatusCode::FORBIDDEN);
+    app.call(
+        Method::PUT,
+        "/bank/v1/users/self/restriction",
+        Some(other.token()),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+
+    let sorted = |value: &Value| {
+        let mut ids: Vec<String> = value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let answer = batch(
+        service.clone(),
+        json!([
+            item(&one, 10),
+            item(&two, 20),
+            item(&three, 5),
+            item(&missing, 1)
+        ]),
+    )
+    .await
+    .expect(StatusCode::OK)
+    .json();
+    let mut both = vec![one.clone(), two.clone()];
+    both.sort();
+    assert_eq!(sorted(&answer["rewarded"]), both, "{answer}");
+    assert_eq!(
+        sorted(&answer["notWritten"]),
+        std::slice::from_ref(&missing),
+        "{answer}"
+    );
+    assert_eq!(
+        sorted(&answer["restricted"]),
+        std::slice::from_ref(&three),
+        "{answer}"
+    );
+    assert_eq!(points(&app, person.token()).await["balance"], 30);
+    let held = app
+        .get(&format!("{TRANSACTIONS}/{three}"), other.token())
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(held["processed"], false, "{held}");
+
+    // A second delivery writes nothing twice.
+    let again = batch(service.clone(), json!([item(&one, 99), item(&two, 99)]))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(sorted(&again["rewarded"]), Vec::<String>::new(), "{again}");
+    assert_eq!(sorted(&again["notWritten"]), both, "{again}");
+    assert_eq!(points(&app, person.token()).await["balance"], 30);
+
+    // Bad batches are refused whole, and write nothing.
+    let too_many: Vec<Value> = (0..101)
+        .map(|_| item(&uuid::Uuid::now_v7().to_string(), 1))
+        .collect();
+    for bad in [
+        json!([]),
+        Value::Array(too_many),
+        json!([item(&three, 1), item(&three, 2)]),
+        json!([item("not-an-id", 1)]),
+        json!([item(&three, -1)]),
+        json!([item(&three, 1_000_000_001)]),
+    ] {
+        batch(service.clone(), bad)
+            .await
+            .expect_problem(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(points(&app, other.token()).await["balance"], 0);
+}
+
 examplebank_testkit::both_backends!(
     a_charge_is_listed_and_then_rewarded,
     charges_need_registration_and_consent,
@@ -939,15 +1056,16 @@ examplebank_testkit::both_backends!(
     an_idempotency_key_makes_a_charge_happen_once,
     concurrent_charges_with_one_key_store_one,
     the_reward_endpoint_is_for_the_rewards_service_only,
+    the_batch_reward_endpoint_writes_each_once_and_holds_back_restricted_people,
     concurrent_reward_writes_count_once,
     points_are_redeemed_once_per_key,
     concurrent_redemptions_never_overdraw,
     concurrent_redemptions_with_one_key_take_points_once,
 );
 
-/// In split mode the rewards process writes points through the transactions service: the
-/// events of a claimed batch go out several at a time (not one after the other), each is
-/// written once, and all are completed.
+/// Against a transactions service without the batch route (an older version during a rolling
+/// upgrade) the rewards process writes one call per event: several at a time (not one after the
+/// other), each written once, and all events completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_back_keeps_several_calls_in_flight_and_writes_each_once() {
     use axum::extract::{Path, State};
@@ -960,32 +1078,11 @@ async fn remote_write_back_keeps_several_calls_in_flight_and_writes_each_once() 
         written: std::sync::Mutex<Vec<(String, i64)>>,
     }
 
-    let app = TestApp::new(examplebank_testkit::Backend::Sqlite)
-        .await
-        .expect("sqlite app");
-    let person = app.person().await;
-    for i in 0..16 {
-        app.charge(
-            person.token(),
-            &format!("Shop {i}"),
-            "groceries",
-            json!("2.50"),
-        )
-        .await
-        .expect(StatusCode::NO_CONTENT);
-    }
+    let (app, person) = charged_app(16).await;
 
     // A stand-in transactions service (and token endpoint) that holds each write for 50 ms.
     let seen = Arc::new(Seen::default());
     let service = axum::Router::new()
-        .route(
-            "/token",
-            axum::routing::post(|| async {
-                axum::Json(
-                    json!({ "access_token": "t", "token_type": "Bearer", "expires_in": 300 }),
-                )
-            }),
-        )
         .route(
             "/bank/v1/transactions/reward/{id}",
             axum::routing::put(
@@ -1003,26 +1100,7 @@ async fn remote_write_back_keeps_several_calls_in_flight_and_writes_each_once() 
             ),
         )
         .with_state(Arc::clone(&seen));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
-
-    let client = web::client::ServiceClient::new(web::client::ServiceCredentials {
-        token_url: format!("{base}/token"),
-        client_id: "rewards".into(),
-        client_secret: "secret".into(),
-        scope: "rewards".into(),
-    })
-    .unwrap();
-    let worker = rewards_for_testkit::RewardWorker::new(
-        app.services.store.clone(),
-        app.services.clock.clone(),
-        rewards_for_testkit::WorkerConfig::default(),
-    )
-    .with_remote(Arc::new(rewards_for_testkit::RemoteWriter {
-        client,
-        transactions_url: base,
-    }));
+    let worker = remote_worker(&app, service).await;
     assert_eq!(
         worker.run_once().await.unwrap(),
         16,
@@ -1044,4 +1122,121 @@ async fn remote_write_back_keeps_several_calls_in_flight_and_writes_each_once() 
         written, expected,
         "each transaction written once, 2.50 x 2 points"
     );
+}
+
+/// In split mode the rewards process sends a claimed batch's points to the transactions service
+/// in one call, then completes the events it was told were written or had nothing to write,
+/// and puts off the ones held back for a restriction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_back_sends_a_batch_in_one_call_and_settles_each_event() {
+    use axum::extract::State;
+
+    #[derive(Default)]
+    struct Seen {
+        calls: std::sync::Mutex<Vec<Vec<(String, i64)>>>,
+    }
+
+    let (app, person) = charged_app(12).await;
+    let items = list(&app, person.token()).await;
+    let held = items[0]["transactionId"].as_str().unwrap().to_owned();
+
+    // A stand-in transactions service: writes all but `held`, which it holds back.
+    let seen = Arc::new(Seen::default());
+    let service = axum::Router::new()
+        .route(
+            "/bank/v1/transactions/rewards",
+            axum::routing::post({
+                let held = held.clone();
+                move |State(seen): State<Arc<Seen>>, axum::Json(body): axum::Json<Value>| async move {
+                    let batch: Vec<(String, i64)> = body["rewards"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| {
+                            (
+                                r["transactionId"].as_str().unwrap().to_owned(),
+                                r["pointsEarned"].as_i64().unwrap(),
+                            )
+                        })
+                        .collect();
+                    let written: Vec<&String> =
+                        batch.iter().map(|(id, _)| id).filter(|id| **id != held).collect();
+                    let answer =
+                        json!({ "rewarded": written, "notWritten": [], "restricted": [held] });
+                    seen.calls.lock().unwrap().push(batch);
+                    axum::Json(answer)
+                }
+            }),
+        )
+        .with_state(Arc::clone(&seen));
+    let worker = remote_worker(&app, service).await;
+    assert_eq!(worker.run_once().await.unwrap(), 12);
+    assert_eq!(worker.run_once().await.unwrap(), 0, "the held event waits");
+
+    let calls = seen.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "one call for the batch");
+    let mut sent: Vec<(String, i64)> = calls[0].clone();
+    sent.sort();
+    let mut expected: Vec<(String, i64)> = items
+        .iter()
+        .map(|t| (t["transactionId"].as_str().unwrap().to_owned(), 5))
+        .collect();
+    expected.sort();
+    assert_eq!(sent, expected, "every transaction once, 2.50 x 2 points");
+    let stats = app.services.store.outbox_stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.parked),
+        (1, 0),
+        "only the held-back event is left, put off, not parked"
+    );
+}
+
+/// A rewards worker that writes through `service`, a stand-in transactions service served on
+/// a local port (with a token endpoint added), over this app's database.
+async fn remote_worker(app: &TestApp, service: axum::Router) -> rewards_for_testkit::RewardWorker {
+    let service = service.route(
+        "/token",
+        axum::routing::post(|| async {
+            axum::Json(json!({ "access_token": "t", "token_type": "Bearer", "expires_in": 300 }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    let client = web::client::ServiceClient::new(web::client::ServiceCredentials {
+        token_url: format!("{base}/token"),
+        client_id: "rewards".into(),
+        client_secret: "secret".into(),
+        scope: "rewards".into(),
+    })
+    .unwrap();
+    rewards_for_testkit::RewardWorker::new(
+        app.services.store.clone(),
+        app.services.clock.clone(),
+        rewards_for_testkit::WorkerConfig::default(),
+    )
+    .with_remote(Arc::new(rewards_for_testkit::RemoteWriter {
+        client,
+        transactions_url: base,
+    }))
+}
+
+/// An app (SQLite) where one person made `charges` charges of 2.50 for groceries (5 points
+/// each), with their reward events waiting in the outbox.
+async fn charged_app(charges: usize) -> (TestApp, Person) {
+    let app = TestApp::new(examplebank_testkit::Backend::Sqlite)
+        .await
+        .expect("sqlite app");
+    let person = app.person().await;
+    for i in 0..charges {
+        app.charge(
+            person.token(),
+            &format!("Shop {i}"),
+            "groceries",
+            json!("2.50"),
+        )
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    }
+    (app, person)
 }

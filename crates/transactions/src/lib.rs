@@ -67,6 +67,10 @@ pub fn router(state: TransactionsState) -> Router {
         )
         .route("/bank/v1/transactions/spending", get(charges::spending))
         .route(
+            "/bank/v1/transactions/rewards",
+            post(points::reward_transactions),
+        )
+        .route(
             "/bank/v1/transactions/reward/{id}",
             put(points::reward_transaction),
         )

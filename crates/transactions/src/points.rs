@@ -13,6 +13,8 @@ use web::{ApiError, Principal, StrictJson};
 
 /// The most points one transaction can earn or one redemption can take.
 pub const MAX_POINTS: i64 = 1_000_000_000;
+/// The most transactions one batch write-back may carry.
+pub const MAX_REWARD_BATCH: usize = 100;
 
 pub async fn points_balance(
     State(state): State<TransactionsState>,
@@ -133,4 +135,94 @@ pub async fn reward_transaction(
         )),
         RewardOutcome::NotFound => Err(ApiError::not_found("no such transaction")),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RewardBatchRequest {
+    rewards: Vec<RewardBatchItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RewardBatchItem {
+    transaction_id: String,
+    points_earned: i64,
+}
+
+/// `POST /bank/v1/transactions/rewards`: writes the points of up to [`MAX_REWARD_BATCH`]
+/// transactions, each once, in one database transaction: the rewards service's write-back in
+/// split mode, one call per claimed batch. Answers which transactions this call rewarded,
+/// which it did not write (rewarded before, or gone), and which it held back because their
+/// person restricted processing (Art. 18; for anyone who calls, administrators included).
+pub async fn reward_transactions(
+    State(state): State<TransactionsState>,
+    principal: Principal,
+    StrictJson(request): StrictJson<RewardBatchRequest>,
+) -> Result<Response, ApiError> {
+    principal.require_any(&[Scope::Rewards, Scope::Admin])?;
+    if request.rewards.is_empty() || request.rewards.len() > MAX_REWARD_BATCH {
+        return Err(ApiError::unprocessable(format!(
+            "rewards must hold 1 to {MAX_REWARD_BATCH} entries"
+        )));
+    }
+    let mut items: Vec<(String, i64)> = Vec::with_capacity(request.rewards.len());
+    for (i, item) in request.rewards.iter().enumerate() {
+        let id = uuid::Uuid::parse_str(&item.transaction_id)
+            .map_err(|_| {
+                ApiError::unprocessable(format!(
+                    "rewards[{i}].transactionId is not a transaction id"
+                ))
+            })?
+            .hyphenated()
+            .to_string();
+        if !(0..=MAX_POINTS).contains(&item.points_earned) {
+            return Err(ApiError::unprocessable(format!(
+                "rewards[{i}].pointsEarned must be from 0 to {MAX_POINTS}"
+            )));
+        }
+        if items.iter().any(|(seen, _)| *seen == id) {
+            return Err(ApiError::unprocessable(format!(
+                "rewards[{i}] names a transaction listed before"
+            )));
+        }
+        items.push((id, item.points_earned));
+    }
+    let mut restricted: Vec<&str> = Vec::new();
+    let mut writes: Vec<(&str, i64)> = Vec::with_capacity(items.len());
+    let mut standing: std::collections::HashMap<String, bool> = Default::default();
+    for (id, points) in &items {
+        let owner = state.store.transaction(id).await?.and_then(|t| t.user_id);
+        let held = match owner {
+            Some(owner) => match standing.get(&owner) {
+                Some(held) => *held,
+                None => {
+                    let held = state.standing_of(&owner).await?.restricted;
+                    standing.insert(owner, held);
+                    held
+                }
+            },
+            None => false,
+        };
+        if held {
+            restricted.push(id);
+        } else {
+            writes.push((id, *points));
+        }
+    }
+    let rewarded = state
+        .store
+        .reward_many(&writes, state.clock.now_micros())
+        .await?;
+    let not_written: Vec<&str> = writes
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !rewarded.iter().any(|r| r == id))
+        .collect();
+    Ok(Json(json!({
+        "rewarded": rewarded,
+        "notWritten": not_written,
+        "restricted": restricted,
+    }))
+    .into_response())
 }
