@@ -339,7 +339,7 @@ pub fn rotate_signing(settings: &Settings) -> anyhow::Result<()> {
     let dir = settings.signing_keys_dir();
     let kid = crypto::keyring::SigningKeyRing::rotate(&dir, SystemClock.now_secs())
         .with_context(|| format!("cannot rotate the signing keys in {}", dir.display()))?;
-    println!("new signing key {kid} is active; restart the server to sign with it (old tokens keep verifying until they expire)");
+    println!("new signing key {kid} is active; a running server signs with it within 5 s, no restart needed (old tokens keep verifying until they expire)");
     Ok(())
 }
 

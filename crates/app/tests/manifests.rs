@@ -1717,6 +1717,19 @@ fn the_example_secrets_cover_every_secret_the_pods_mount() {
     );
 }
 
+/// Asserts the network check reported pods open to another namespace and to the internet.
+fn opened_outside(problems: &str) {
+    for whom in [
+        "a pod in namespace default",
+        "an address outside the cluster",
+    ] {
+        assert!(
+            problems.contains(&format!("open to or from {whom}")),
+            "{problems}"
+        );
+    }
+}
+
 #[test]
 fn the_network_check_catches_a_missing_and_a_too_broad_policy() {
     let without = |name: &str| -> Vec<Doc> {
@@ -1745,14 +1758,7 @@ fn the_network_check_catches_a_missing_and_a_too_broad_policy() {
     ));
     let problems = network_problems(&open).join("\n");
     assert!(problems.contains("though it never calls it"), "{problems}");
-    assert!(
-        problems.contains("open to or from a pod in namespace default"),
-        "{problems}"
-    );
-    assert!(
-        problems.contains("open to or from an address outside the cluster"),
-        "{problems}"
-    );
+    opened_outside(&problems);
 
     // PostgreSQL opened to every namespace instead of its own, and to any address.
     let mut wide = without("allow-postgresql");
@@ -1762,12 +1768,5 @@ fn the_network_check_catches_a_missing_and_a_too_broad_policy() {
     ));
     let problems = network_problems(&wide).join("\n");
     assert!(!problems.contains("cannot reach PostgreSQL"), "{problems}");
-    assert!(
-        problems.contains("open to or from a pod in namespace default"),
-        "{problems}"
-    );
-    assert!(
-        problems.contains("open to or from an address outside the cluster"),
-        "{problems}"
-    );
+    opened_outside(&problems);
 }
