@@ -136,7 +136,15 @@ impl RewardSession {
         complete: &[i64],
         now: i64,
     ) -> Result<crate::points::RewardBatchOutcome> {
-        crate::points::reward_batch_on(&mut self.conn, self.backend, writes, complete, now).await
+        crate::points::reward_batch_on(
+            &mut self.conn,
+            self.backend,
+            writes,
+            complete,
+            now,
+            crate::points::Events::Complete,
+        )
+        .await
     }
 }
 

@@ -54,15 +54,11 @@ impl Store {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        // The batch write-back keys its writes by outbox sequence number; no outbox row has a
-        // negative one, so none is completed here.
-        let keyed: Vec<(i64, &str, i64)> = writes
-            .iter()
-            .zip(1_i64..)
-            .map(|((id, points), n)| (-n, *id, *points))
-            .collect();
-        let mut session = self.reward_session().await?;
-        Ok(session.reward_batch(&keyed, &[], now).await?.rewarded)
+        let keyed: Vec<(i64, &str, i64)> = writes.iter().map(|(id, p)| (0, *id, *p)).collect();
+        let mut conn = self.writer.acquire().await?;
+        let outcome =
+            reward_batch_on(&mut conn, self.backend, &keyed, &[], now, Events::Untouched).await?;
+        Ok(outcome.rewarded)
     }
 
     /// Records the points of a transaction exactly once. The conditional update is the lock:
@@ -134,7 +130,15 @@ impl Store {
         now: i64,
     ) -> Result<RewardBatchOutcome> {
         let mut conn = self.writer.acquire().await?;
-        reward_batch_on(&mut conn, self.backend, writes, complete, now).await
+        reward_batch_on(
+            &mut conn,
+            self.backend,
+            writes,
+            complete,
+            now,
+            Events::Complete,
+        )
+        .await
     }
 
     pub async fn points(&self, user_id: &str) -> Result<PointsSummary> {
@@ -257,19 +261,30 @@ impl Store {
     }
 }
 
+/// Whether a batch write-back also completes the outbox events of its writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Events {
+    /// The rewards worker's own write-back: points and event completion commit together.
+    Complete,
+    /// Through the transactions API (split mode): points only; the caller completes its events
+    /// and the writes' sequence numbers are not used.
+    Untouched,
+}
+
 pub(crate) async fn reward_batch_on(
     conn: &mut sqlx::AnyConnection,
     backend: crate::Backend,
     writes: &[(i64, &str, i64)],
     complete: &[i64],
     now: i64,
+    events: Events,
 ) -> Result<RewardBatchOutcome> {
     let mut outcome = RewardBatchOutcome::default();
     if writes.is_empty() && complete.is_empty() {
         return Ok(outcome);
     }
     if backend == crate::Backend::Postgres && !writes.is_empty() {
-        return reward_batch_postgres(conn, writes, complete, now).await;
+        return reward_batch_postgres(conn, writes, complete, now, events).await;
     }
     let mut tx = conn.begin().await?;
     // (transaction id, user id, points) of the rows this call updated.
@@ -309,7 +324,7 @@ pub(crate) async fn reward_batch_on(
         .filter(|(_, id, _)| !updated.iter().any(|(u, _, _)| u == id))
         .collect();
     let mut existing: Vec<String> = Vec::new();
-    if !skipped.is_empty() {
+    if events == Events::Complete && !skipped.is_empty() {
         let sql = format!(
             "SELECT id FROM transactions WHERE id IN ({})",
             crate::transactions::placeholders(1, skipped.len())
@@ -372,7 +387,7 @@ pub(crate) async fn reward_batch_on(
         }
         query.execute(&mut *tx).await?;
     }
-    for (seq, id, _) in writes {
+    for (seq, id, _) in writes.iter().filter(|_| events == Events::Complete) {
         if updated.iter().any(|(u, _, _)| u == id) || existing.iter().any(|e| e == id) {
             outcome.completed.push(*seq);
         } else {
@@ -420,6 +435,7 @@ async fn reward_batch_postgres(
     writes: &[(i64, &str, i64)],
     complete: &[i64],
     now: i64,
+    events: Events,
 ) -> Result<RewardBatchOutcome> {
     let values = (0..writes.len())
         .map(|i| {
@@ -441,6 +457,17 @@ async fn reward_batch_postgres(
             crate::transactions::placeholders(first_complete, complete.len())
         )
     };
+    let (completion, completed) = match events {
+        Events::Complete => (
+            format!(
+                ", del AS (DELETE FROM outbox WHERE seq IN \
+                   (SELECT w.seq FROM w JOIN transactions t ON t.id = w.id){also_complete} \
+                 RETURNING seq)"
+            ),
+            " UNION ALL SELECT 'completed', CAST(seq AS TEXT) FROM del",
+        ),
+        Events::Untouched => (String::new(), ""),
+    };
     let sql = format!(
         "WITH w (seq, id, points) AS (VALUES {values}), \
          upd AS (UPDATE transactions t SET points_earned = w.points, processed = 1 FROM w \
@@ -455,12 +482,8 @@ async fn reward_batch_postgres(
                  earned = points_accounts.earned + excluded.earned), \
          led AS (INSERT INTO points_ledger (user_id, delta, kind, reference, at) \
                  SELECT user_id, points_earned, 'earned', id, CAST($1 AS BIGINT) \
-                 FROM upd WHERE user_id IS NOT NULL), \
-         del AS (DELETE FROM outbox WHERE seq IN \
-                   (SELECT w.seq FROM w JOIN transactions t ON t.id = w.id){also_complete} \
-                 RETURNING seq) \
-         SELECT 'rewarded' AS what, id AS value FROM upd \
-         UNION ALL SELECT 'completed', CAST(seq AS TEXT) FROM del"
+                 FROM upd WHERE user_id IS NOT NULL){completion} \
+         SELECT 'rewarded' AS what, id AS value FROM upd{completed}"
     );
     let mut query = sqlx::query(&sql).bind(now);
     for (seq, id, points) in writes {
@@ -481,7 +504,7 @@ async fn reward_batch_postgres(
             outcome.completed.push(seq);
         }
     }
-    for (seq, _, _) in writes {
+    for (seq, _, _) in writes.iter().filter(|_| events == Events::Complete) {
         if !outcome.completed.contains(seq) {
             outcome.vanished.push(*seq);
         }
