@@ -40,6 +40,12 @@ pub enum CryptoError {
         "no master key found at {0}; set EXAMPLEBANK_MASTER_KEY or EXAMPLEBANK_MASTER_KEY_FILE"
     )]
     MasterKeyMissing(String),
+    /// The master key with the right id does not open the data keys on disk: the process was
+    /// given another key than the one the store was made with.
+    #[error(
+        "the master key does not open the data keys in {0}: EXAMPLEBANK_MASTER_KEY (or the file it is read from) is not the key this store was made with"
+    )]
+    MasterKeyMismatch(String),
     /// A key file existed but its contents were unusable.
     #[error("corrupt key file {path}: {reason}")]
     CorruptKeyFile {

@@ -110,7 +110,48 @@ impl KeyStore {
             master_from_file,
             index,
         };
+        store.check_masters()?;
         Ok((store, generated))
+    }
+
+    /// Opens a few data keys on disk, if there are any, with the master keys this store
+    /// holds. A wrong master key with the right id (a mistyped `EXAMPLEBANK_MASTER_KEY`,
+    /// another environment's key file) then stops the process at start, instead of the
+    /// process starting and failing every request that needs a person's key.
+    fn check_masters(&self) -> Result<(), CryptoError> {
+        // Up to three keys, so one damaged file cannot stop a start on its own.
+        const SAMPLE: usize = 3;
+        let dir = self.dir.join(DATA_DIR);
+        let entries = fs::read_dir(&dir).map_err(|e| CryptoError::io("listing", &dir, e))?;
+        let (mut opened, mut refused) = (0, 0);
+        for entry in entries {
+            let entry = entry.map_err(|e| CryptoError::io("listing", &dir, e))?;
+            let name = entry.file_name();
+            let Some(owner) = name.to_str().and_then(|n| n.strip_suffix(".key")) else {
+                continue;
+            };
+            if !envelope::valid_id(owner) {
+                continue;
+            }
+            // Only "right id, wrong key" counts. A key erased between listing and reading, or
+            // one wrapped by a key this process does not hold (a rotation under way
+            // elsewhere), stays what it was: an error for the one person whose key it is,
+            // reported when it is used.
+            match self.data_key(owner) {
+                Ok(Some(_)) => opened += 1,
+                Err(CryptoError::Decryption) => refused += 1,
+                _ => continue,
+            }
+            if opened + refused == SAMPLE {
+                break;
+            }
+        }
+        if refused > 0 && opened == 0 {
+            return Err(CryptoError::MasterKeyMismatch(
+                self.dir.display().to_string(),
+            ));
+        }
+        Ok(())
     }
 
     /// The store directory.

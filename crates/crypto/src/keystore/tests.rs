@@ -299,3 +299,47 @@ fn journal_appends_wait_for_another_process_holding_the_journal() {
     writer.join().unwrap();
     assert_eq!(store.journal_entries().unwrap(), vec!["p_1", "p_2"]);
 }
+
+#[test]
+fn a_wrong_master_key_with_the_right_id_is_refused_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let right = MasterKey::generate("m1");
+    let wrong = MasterKey::generate("m1");
+    // An empty store has nothing to check the key against.
+    let (store, _) = KeyStore::open(&dir, Some(wrong.clone()), false).unwrap();
+    drop(store);
+    let (store, _) = KeyStore::open(&dir, Some(right.clone()), false).unwrap();
+    let key = store.create_data_key("person-1").unwrap();
+    drop(store);
+
+    let err = KeyStore::open(&dir, Some(wrong), false).unwrap_err();
+    assert!(matches!(err, CryptoError::MasterKeyMismatch(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("EXAMPLEBANK_MASTER_KEY"), "{message}");
+    assert!(!message.contains(right.encode().split_once(':').unwrap().1));
+
+    // Files that are not data keys (a key being shredded, a stray temporary file) are not
+    // mistaken for one: the right key still opens the store, and the data key is the same.
+    for stray in ["stray.tmp", "bad name!.key", "person-2.shredding"] {
+        fs::write(dir.join(DATA_DIR).join(stray), b"junk").unwrap();
+    }
+    let (store, _) = KeyStore::open(&dir, Some(right.clone()), false).unwrap();
+    let again = store.data_key("person-1").unwrap().unwrap();
+    assert_eq!(again.open(&key.seal(b"x", "aad"), "aad").unwrap(), b"x");
+
+    // One damaged key file among good ones is that person's problem, not the whole store's.
+    store.create_data_key("person-2").unwrap();
+    store.create_data_key("person-3").unwrap();
+    drop(store);
+    let path = dir.join(DATA_DIR).join("person-1.key");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let (store, _) = KeyStore::open(&dir, Some(right), false).unwrap();
+    assert!(matches!(
+        store.data_key("person-1"),
+        Err(CryptoError::Decryption)
+    ));
+}
