@@ -167,6 +167,13 @@ pg_stuck() {
 }
 relogin() {
   "$HELPER" login --url "$URL" --first 1 --count "$SESSIONS" --out "$OUT/sessions.txt"
+  sessions_ok
+}
+# The load must spread over SESSIONS people, as the report says it does.
+sessions_ok() {
+  local have
+  have=$(wc -l <"$OUT/sessions.txt")
+  [ "$have" = "$SESSIONS" ] || die "$have sessions instead of $SESSIONS in $OUT/sessions.txt"
 }
 pg_outbox() { psql "$PG_URL" -qAtc "SELECT count(*) FROM outbox WHERE parked_at IS NULL"; }
 sqlite_outbox() { sqlite3 "$OUT/sqlite-data/examplebank.sqlite" "SELECT count(*) FROM outbox WHERE parked_at IS NULL"; }
@@ -190,7 +197,7 @@ step "PostgreSQL: the statements the server issues for one POST and one GET"
 PG_LOG=$(pg_lsclusters -h | awk '$3 == 5432 { print $7 }' | head -n 1)
 psql "$PG_SERVER/postgres" -qAtc "ALTER DATABASE $DB SET log_statement = 'all'" >/dev/null
 start_server pg-statements "$OUT/pg-data" "$PG_URL"
-"$HELPER" login --url "$URL" --first 1 --count "$SESSIONS" --out "$OUT/sessions.txt"
+relogin
 "$HELPER" login --url "$URL" --first $((SESSIONS + 1)) --count 1 --out "$OUT/probe.txt"
 TOKEN=$(head -n 1 "$OUT/sessions.txt" | awk '{ print $3 }')
 sleep 1
@@ -331,7 +338,7 @@ mv "$OUT/sessions.txt" "$OUT/sessions-pg.txt"
 
 step "SQLite: server under wrk"
 start_server sqlite "$OUT/sqlite-data"
-"$HELPER" login --url "$URL" --first 1 --count "$SESSIONS" --out "$OUT/sessions.txt"
+relogin
 for c in $CONCURRENCIES; do settle_sqlite; wrk_run sqlite post "$c" "$RUN_SECONDS"; done
 wait_drained "sqlite POST runs" sqlite_outbox
 relogin
