@@ -5,9 +5,11 @@
   pgbench.py result LOG_PREFIX STDOUT_FILE REQUEST CONCURRENCY   prints one JSON result line
 
 Each script issues exactly the statements the server issues for one request (see
-crates/store/src/identity.rs `session_state`, transactions.rs `create_charge` and
-`list_transactions`), with the person and session of one real login. pgbench picks one of the
-scripts at random for each transaction (equal weights), as wrk picks one of the same tokens.
+crates/store/src/identity.rs `session_state`, transactions.rs `create_charge` (on PostgreSQL
+without an Idempotency-Key, `create_charge_in_one_statement`) and `list_transactions`), with
+the person and session of one real login; the server sends its values as typed parameters,
+which the casts here stand for. pgbench picks one of the scripts at random for each
+transaction (equal weights), as wrk picks one of the same tokens.
 """
 import glob
 import json
@@ -46,13 +48,18 @@ def scripts(sessions_file, out_dir):
             "\\set r2 random(1, 9000000000000000000)",
             f"\\set now {now} + random(0, 1000000000)",
             check,
-            "BEGIN;",
-            f"SELECT consent_rewards, restricted_at, erasure_requested_at FROM bank_users WHERE id = '{sub}';",
+            # create_charge_in_one_statement: the standing check and both inserts, one statement.
+            "WITH standing AS ("
+            f"SELECT consent_rewards, restricted_at, erasure_requested_at FROM bank_users WHERE id = '{sub}'), "
+            "created AS ("
             "INSERT INTO transactions (id, user_id, name_enc, category, amount_minor, month, created_at) "
-            f"VALUES ({tx_id}, '{sub}', '\\x{sealed}'::bytea, '{category}', :amount, '{month}', :now);",
+            f"SELECT {tx_id}, '{sub}', '\\x{sealed}'::bytea, '{category}', CAST(:amount AS BIGINT), '{month}', CAST(:now AS BIGINT) "
+            "FROM standing WHERE erasure_requested_at IS NULL AND consent_rewards = 1 AND restricted_at IS NULL "
+            "RETURNING id), "
+            "queued AS ("
             "INSERT INTO outbox (kind, subject, created_at, available_at) "
-            f"VALUES ('transaction.created', {tx_id}, :now, :now);",
-            "COMMIT;",
+            "SELECT 'transaction.created', id, CAST(:now AS BIGINT), CAST(:now AS BIGINT) FROM created) "
+            "SELECT consent_rewards, restricted_at, erasure_requested_at FROM standing;",
             "",
         ])
         get = "\n".join([

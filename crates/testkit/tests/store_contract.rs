@@ -224,6 +224,127 @@ async fn erase_transaction_row(app: &TestApp, id: &str) {
     }
 }
 
+/// A charge and its reward event are written together or not at all, and whether they are
+/// depends on the person's standing exactly as before the write: on PostgreSQL without an
+/// `Idempotency-Key` the check and both inserts are one statement, with a key (and on SQLite)
+/// they are a transaction of several; both paths must give the same outcomes.
+async fn a_charge_and_its_event_are_written_together_or_not_at_all(app: TestApp) {
+    use store::{ChargeOutcome, NewCharge, Switch};
+    let store = app.store().clone();
+    let now = app.clock_now();
+    let consenting = app.person_with_consent(true).await.id;
+    let refusing = app.person_with_consent(false).await.id;
+    let restrict = |id: String| {
+        let store = store.clone();
+        async move {
+            let request = uuid::Uuid::new_v4().to_string();
+            let on = (Switch::Restriction, true);
+            let done = store
+                .set_switch(&id, on.0, on.1, (&request, "restriction"), now, now)
+                .await
+                .unwrap();
+            assert!(done);
+            id
+        }
+    };
+    let restricted = restrict(app.person_with_consent(true).await.id).await;
+    // Restricted and refusing at once: the refusal is what the person is told first.
+    let refusing_and_restricted = restrict(app.person_with_consent(false).await.id).await;
+    let leaving = app.person_with_consent(true).await.id;
+    let request = uuid::Uuid::new_v4().to_string();
+    store
+        .request_erasure(&request, &leaving, now, now + 1, now + 2)
+        .await
+        .unwrap();
+    let stranger = uuid::Uuid::new_v4().to_string();
+
+    let cases = [
+        (&consenting, false, ChargeOutcome::Created),
+        (&refusing, false, ChargeOutcome::NoConsent),
+        (&restricted, false, ChargeOutcome::Restricted),
+        (&refusing_and_restricted, false, ChargeOutcome::NoConsent),
+        (&leaving, false, ChargeOutcome::ErasurePending),
+        (&stranger, false, ChargeOutcome::NotRegistered),
+        // Split roles: the users service has already been asked, so the store writes.
+        (&consenting, true, ChargeOutcome::Created),
+    ];
+    let mut created = BTreeSet::new();
+    for keyed in [false, true] {
+        for (n, (user, standing_checked, expected)) in cases.iter().enumerate() {
+            let id = uuid::Uuid::new_v4().to_string();
+            let key = format!("key-{n}-{keyed}");
+            let outcome = store
+                .create_charge(&NewCharge {
+                    id: &id,
+                    user_id: user,
+                    name_enc: b"sealed name",
+                    category: "dining",
+                    amount_minor: 1234,
+                    month: "2026-12",
+                    idempotency: keyed.then_some((key.as_str(), "hash")),
+                    now,
+                    standing_checked: *standing_checked,
+                })
+                .await
+                .unwrap();
+            let case = format!("case {n}, with a key: {keyed}");
+            assert_eq!(&outcome, expected, "{case}");
+            let stored = store.transaction(&id).await.unwrap();
+            assert_eq!(
+                stored.is_some(),
+                outcome == ChargeOutcome::Created,
+                "{case}"
+            );
+            if let Some(row) = stored {
+                assert_eq!(row.user_id.as_deref(), Some(user.as_str()), "{case}");
+                assert_eq!(row.name_enc.as_deref(), Some(&b"sealed name"[..]), "{case}");
+                assert_eq!((row.amount_minor, row.created_at), (1234, now), "{case}");
+                assert!(!row.processed, "{case}");
+                created.insert(id);
+            }
+        }
+    }
+    assert_eq!(created.len(), 4);
+    // Exactly one event per written charge, none for a refused one.
+    let events = store.claim_events(now, 60_000_000, 100).await.unwrap();
+    let subjects: BTreeSet<String> = events.iter().map(|e| e.subject.clone()).collect();
+    assert_eq!(events.len(), created.len());
+    assert_eq!(subjects, created);
+
+    // The same id again (a retried request the server gave a new id cannot do this, but a
+    // clash must not half-write): a conflict, and no second event.
+    let again = created.iter().next().unwrap().clone();
+    for keyed in [false, true] {
+        let result = store
+            .create_charge(&NewCharge {
+                id: &again,
+                user_id: &consenting,
+                name_enc: b"other",
+                category: "fuel",
+                amount_minor: 1,
+                month: "2026-12",
+                idempotency: keyed.then_some(("clash", "hash")),
+                now,
+                standing_checked: false,
+            })
+            .await;
+        assert!(
+            matches!(result, Err(store::StoreError::Conflict)),
+            "keyed {keyed}"
+        );
+    }
+    assert!(store
+        .claim_events(now, 60_000_000, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let kept = store.transaction(&again).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.category.as_str(), kept.amount_minor),
+        ("dining", 1234)
+    );
+}
+
 async fn unique_keys_become_conflicts(app: TestApp) {
     let person = app.person().await;
     let again = app.store().register_user(&person.id, &[], 1).await;
@@ -313,6 +434,7 @@ async fn forgetting_twice_counts_nobody_twice(app: TestApp) {
 }
 
 examplebank_testkit::both_backends!(
+    a_charge_and_its_event_are_written_together_or_not_at_all,
     each_period_is_claimed_once,
     forgetting_twice_counts_nobody_twice,
     migrations_are_idempotent_and_recorded,
