@@ -254,7 +254,8 @@ impl Store {
 
     /// Uses a code, once, and starts its session in the same database transaction, so a
     /// replay racing the first use always finds the session to revoke. `accept` checks the
-    /// grant (client, redirect, expiry, PKCE); a refused code stays used.
+    /// grant (client, redirect, expiry, PKCE); a refused code stays used. A code whose account
+    /// is no longer active is refused here, before `accept`.
     pub async fn exchange_code(
         &self,
         code_hash: &str,
@@ -264,7 +265,8 @@ impl Store {
         let mut tx = crate::tx::Tx::begin(&self.writer).await?;
         let row = sqlx::query(
             "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
-             RETURNING client_id, account_id, redirect_uri, scope, code_challenge, nonce, expires_at",
+             RETURNING client_id, account_id, redirect_uri, scope, code_challenge, nonce, expires_at, \
+             (SELECT a.status FROM accounts a WHERE a.id = auth_codes.account_id) AS account_status",
         )
         .bind(code_hash)
         .bind(seed.now)
@@ -281,7 +283,10 @@ impl Store {
                     nonce: get_opt_string(&row, "nonce")?,
                     expires_at: get_i64(&row, "expires_at")?,
                 };
-                if accept(&grant) {
+                // An account disabled (or erased) between the login and the exchange gets no
+                // tokens; the code is used up either way.
+                let active = get_opt_string(&row, "account_status")?.as_deref() == Some("active");
+                if active && accept(&grant) {
                     let session = NewSession {
                         family_id: seed.family_id,
                         account_id: &grant.account_id,

@@ -108,6 +108,12 @@ async fn tokens_of_disabled_accounts_are_refused_at_once(app: TestApp) {
     )
     .await
     .expect_problem(StatusCode::FORBIDDEN);
+    // A login that got its code before the account was disabled, exchanged after.
+    let pending_verifier = crypto::secrets::random_token();
+    let pending_code = TestApp::code_from(
+        &app.authorize(&person.username, &person.password, &pending_verifier, "s")
+            .await,
+    );
     app.call(
         http::Method::PUT,
         &path,
@@ -116,6 +122,12 @@ async fn tokens_of_disabled_accounts_are_refused_at_once(app: TestApp) {
     )
     .await
     .expect(StatusCode::NO_CONTENT);
+    let refused = app
+        .exchange(&pending_code, &pending_verifier)
+        .await
+        .expect_problem(StatusCode::BAD_REQUEST);
+    assert_eq!(refused["error"], "invalid_grant");
+    assert!(refused.get("access_token").is_none());
     app.get("/bank/v1/users/self", person.token())
         .await
         .expect_problem(StatusCode::UNAUTHORIZED);
@@ -135,6 +147,10 @@ async fn tokens_of_disabled_accounts_are_refused_at_once(app: TestApp) {
     .await
     .expect(StatusCode::NO_CONTENT);
     app.login(&person.username, &person.password).await;
+    // The refused code was used up with the refusal; re-enabling does not revive it.
+    app.exchange(&pending_code, &pending_verifier)
+        .await
+        .expect_problem(StatusCode::BAD_REQUEST);
     let audit = app
         .get("/admin/v1/audit", &admin)
         .await
