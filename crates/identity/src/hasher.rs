@@ -5,12 +5,24 @@
 //! login waits to about one hash; a long one only makes every login slow under overload.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// Name of the threads that hash passwords.
+pub const THREAD_NAME: &str = "password-hash";
+
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
+    /// The hashing threads' queue. Hashing runs on `concurrency` threads of its own, started
+    /// with the hasher, not on the runtime's blocking pool: each Argon2 hash takes 19 MiB, and
+    /// the C library's allocator keeps what a thread freed for that thread's reuse, so hashes
+    /// spread over the blocking pool's many threads left hundreds of MiB behind after a burst
+    /// of logins (593 MiB in bench/run.sh), past a Kubernetes pod's memory limit. A fixed
+    /// set of threads bounds it at about `concurrency` × 19 MiB.
+    jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     /// Callers waiting for a slot right now.
     waiting: Arc<AtomicUsize>,
@@ -53,9 +65,29 @@ impl From<Busy> for web::ApiError {
 
 impl PasswordHasher {
     /// `concurrency` hashes at once, as many callers waiting, each for at most `wait`.
+    ///
+    /// Starts the `concurrency` hashing threads; they stop when the last clone is dropped.
     pub fn new(concurrency: usize, wait: Duration) -> Self {
         let concurrency = concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..concurrency {
+            let queue = Arc::clone(&queue);
+            let started = std::thread::Builder::new()
+                .name(THREAD_NAME.to_owned())
+                .spawn(move || loop {
+                    // The lock is held only while taking a job, never while hashing.
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok(job) = next else { break };
+                    // A job that panics loses its answer (its caller sees `Busy`), not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                });
+            if let Err(err) = started {
+                tracing::error!(error = %err, "could not start a password-hashing thread");
+            }
+        }
         Self {
+            jobs,
             permits: Arc::new(Semaphore::new(concurrency)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: concurrency,
@@ -82,14 +114,14 @@ impl PasswordHasher {
                     .map_err(|_| Busy)?
             }
         };
-        let result = tokio::task::spawn_blocking(move || {
+        let (answer, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let out = work();
             drop(permit);
-            out
-        })
-        .await
-        .map_err(|_| Busy)?;
-        Ok(result)
+            let _ = answer.send(out);
+        });
+        self.jobs.send(job).map_err(|_| Busy)?;
+        result.await.map_err(|_| Busy)
     }
 
     pub async fn hash(
@@ -166,6 +198,45 @@ mod tests {
         assert_eq!(queued.await.unwrap().unwrap(), 7);
         assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
         assert_eq!(hasher.run(|| 9).await.unwrap(), 9);
+    }
+
+    /// Every hash runs on one of the hasher's own threads, however many logins come and
+    /// however they overlap: that is what bounds the memory hashing leaves behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_run_only_on_the_hashers_own_threads() {
+        let hasher = PasswordHasher::new(2, Duration::from_secs(60));
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let hasher = hasher.clone();
+            calls.spawn(async move {
+                hasher
+                    .run(|| {
+                        std::thread::sleep(Duration::from_millis(2));
+                        let me = std::thread::current();
+                        (me.id(), me.name().map(str::to_owned))
+                    })
+                    .await
+            });
+        }
+        let mut threads = std::collections::HashSet::new();
+        let mut refused = 0;
+        while let Some(done) = calls.join_next().await {
+            match done.unwrap() {
+                Ok((id, name)) => {
+                    assert_eq!(name.as_deref(), Some(THREAD_NAME));
+                    threads.insert(id);
+                }
+                Err(Busy) => refused += 1,
+            }
+        }
+        assert!(threads.len() <= 2, "{} threads hashed", threads.len());
+        assert!(refused < 40, "some calls were admitted");
+        // A job that panics costs its caller an answer, not the hasher a thread.
+        for _ in 0..4 {
+            assert!(hasher.run(|| panic!("hash failed")).await.is_err());
+        }
+        assert_eq!(hasher.run(|| 5).await.unwrap(), 5);
+        assert_eq!(hasher.run(|| 6).await.unwrap(), 6);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
