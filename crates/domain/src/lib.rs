@@ -19,6 +19,11 @@ pub use person::{Email, Password, PersonName, TransactionName, Username};
 pub use purpose::Purpose;
 pub use scope::{Scope, Scopes};
 
+/// The most transactions one reward write-back through the transactions API
+/// (`POST /bank/v1/transactions/rewards`) may carry: the route refuses more, and the rewards
+/// worker in split mode claims no more than this at once.
+pub const MAX_REWARD_BATCH: usize = 100;
+
 /// An input that could not be parsed into a domain value. The message is safe to show to the
 /// caller: it never repeats the rejected value, which may be personal data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

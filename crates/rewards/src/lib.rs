@@ -5,6 +5,7 @@
 
 use domain::Clock;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{OutboxEvent, RewardOutcome, Store};
@@ -25,7 +26,12 @@ pub fn points_for(amount_minor: i64, points_per_unit: i64) -> i64 {
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// Events claimed at once while the worker keeps up.
     pub batch: i64,
+    /// The most events claimed at once while it catches up: each round whose claim comes back
+    /// full doubles the next claim up to this, and a claim that is not full goes back to
+    /// `batch` (see [`next_claim`]). In split mode no more than [`domain::MAX_REWARD_BATCH`].
+    pub max_batch: i64,
     pub lease: Duration,
     pub idle_poll: Duration,
     /// Attempts before an event is parked for an administrator.
@@ -36,10 +42,30 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             batch: 32,
+            max_batch: 512,
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(500),
             max_attempts: 8,
         }
+    }
+}
+
+/// The size of the next claim, after a claim of `limit` events that brought back `claimed`.
+///
+/// A worker that claims a fixed number of events per round can only just keep up when the
+/// charges arrive at about that number per round: after any slow round (a stalled commit, a
+/// checkpoint) the backlog shrinks by the small difference between the two per round, and
+/// under steady load it may never catch up. The rounds' cost is mostly fixed (two statements),
+/// so claiming more while the claims come back full drains a backlog in a few rounds, and going
+/// back to `batch` once a claim is not full keeps each round, and the wait of the charges in
+/// it, short while the worker keeps up. Measured in docs/performance.md ("P3").
+pub fn next_claim(limit: i64, claimed: usize, batch: i64, max_batch: i64) -> i64 {
+    let batch = batch.max(1);
+    let max_batch = max_batch.max(batch);
+    if i64::try_from(claimed).unwrap_or(i64::MAX) >= limit {
+        limit.saturating_mul(2).clamp(batch, max_batch)
+    } else {
+        batch
     }
 }
 
@@ -75,13 +101,14 @@ fn plan_batch<'a>(events: &'a [OutboxEvent], subjects: &'a [Subject]) -> BatchPl
         batched: Vec::with_capacity(events.len()),
         others: Vec::new(),
     };
+    let subjects: HashMap<&str, &Subject> = subjects.iter().map(|s| (s.id.as_str(), s)).collect();
     for event in events {
         if event.kind != "transaction.created" {
             let reason = format!("unknown event kind {}", event.kind);
             plan.others.push((event, ProcessError::Poison(reason)));
             continue;
         }
-        let Some(subject) = subjects.iter().find(|s| s.id == event.subject) else {
+        let Some(subject) = subjects.get(event.subject.as_str()).copied() else {
             let reason = "the transaction does not exist".to_owned();
             plan.others.push((event, ProcessError::Poison(reason)));
             continue;
@@ -112,6 +139,8 @@ pub struct RewardWorker {
     store: Store,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
+    /// How many events the next round claims ([`next_claim`]).
+    claim: AtomicI64,
     remote: Option<Arc<RemoteWriter>>,
     /// Turns true when the process is shutting down (set by [`RewardWorker::run`]).
     stop: Option<watch::Receiver<bool>>,
@@ -132,10 +161,12 @@ enum ProcessError {
 
 impl RewardWorker {
     pub fn new(store: Store, clock: Arc<dyn Clock>, config: WorkerConfig) -> Self {
+        let claim = AtomicI64::new(config.batch.max(1));
         Self {
             store,
             clock,
             config,
+            claim,
             remote: None,
             stop: None,
         }
@@ -168,6 +199,11 @@ impl RewardWorker {
 
     /// Writes points through the transactions service instead of the database.
     pub fn with_remote(mut self, remote: Arc<RemoteWriter>) -> Self {
+        // The transactions service takes at most this many points in one call.
+        let most = i64::try_from(domain::MAX_REWARD_BATCH).unwrap_or(i64::MAX);
+        self.config.max_batch = self.config.max_batch.min(most);
+        self.config.batch = self.config.batch.min(most);
+        self.claim = AtomicI64::new(self.config.batch.max(1));
         self.remote = Some(remote);
         self
     }
@@ -215,7 +251,15 @@ impl RewardWorker {
         // One connection for the round (claim and read, then write back): under request load,
         // waiting for a pooled connection once per statement made each round slow.
         let mut session = self.store.reward_session().await?;
-        let claimed = session.claim_batch(now, lease, self.config.batch).await?;
+        let limit = self.claim.load(Ordering::Relaxed);
+        let claimed = session.claim_batch(now, lease, limit).await?;
+        let next = next_claim(
+            limit,
+            claimed.len(),
+            self.config.batch,
+            self.config.max_batch,
+        );
+        self.claim.store(next, Ordering::Relaxed);
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -569,7 +613,24 @@ async fn write_remote(
 
 #[cfg(test)]
 mod tests {
-    use super::points_for;
+    use super::{next_claim, points_for};
+
+    #[test]
+    fn claims_grow_while_full_and_go_back_once_not() {
+        // Full claims double, up to the most.
+        assert_eq!(next_claim(32, 32, 32, 512), 64);
+        assert_eq!(next_claim(64, 64, 32, 512), 128);
+        assert_eq!(next_claim(256, 256, 32, 512), 512);
+        assert_eq!(next_claim(512, 512, 32, 512), 512);
+        assert_eq!(next_claim(64, 64, 32, 100), 100);
+        // A claim that is not full (the worker caught up) goes back to the usual batch.
+        assert_eq!(next_claim(512, 511, 32, 512), 32);
+        assert_eq!(next_claim(32, 0, 32, 512), 32);
+        // Settings that make no sense still give a claim of at least one, never past the most.
+        assert_eq!(next_claim(1, 1, 0, 0), 1);
+        assert_eq!(next_claim(32, 32, 32, 8), 32);
+        assert_eq!(next_claim(i64::MAX, usize::MAX, 32, i64::MAX), i64::MAX);
+    }
 
     #[test]
     fn points_are_whole_and_exact() {

@@ -319,9 +319,11 @@ pub(crate) async fn reward_batch_on(
         }
     }
     // Writes the update skipped: processed already (complete the event) or gone (keep it).
+    let updated_ids: std::collections::HashSet<&str> =
+        updated.iter().map(|(id, _, _)| id.as_str()).collect();
     let skipped: Vec<&(i64, &str, i64)> = writes
         .iter()
-        .filter(|(_, id, _)| !updated.iter().any(|(u, _, _)| u == id))
+        .filter(|(_, id, _)| !updated_ids.contains(id))
         .collect();
     let mut existing: Vec<String> = Vec::new();
     if events == Events::Complete && !skipped.is_empty() {
@@ -387,8 +389,9 @@ pub(crate) async fn reward_batch_on(
         }
         query.execute(&mut *tx).await?;
     }
+    let existing: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
     for (seq, id, _) in writes.iter().filter(|_| events == Events::Complete) {
-        if updated.iter().any(|(u, _, _)| u == id) || existing.iter().any(|e| e == id) {
+        if updated_ids.contains(id) || existing.contains(id) {
             outcome.completed.push(*seq);
         } else {
             outcome.vanished.push(*seq);

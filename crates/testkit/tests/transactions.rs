@@ -1042,6 +1042,48 @@ async fn the_batch_reward_endpoint_writes_each_once_and_holds_back_restricted_pe
     assert_eq!(points(&app, other.token()).await["balance"], 0);
 }
 
+/// A worker that falls behind catches up in a few rounds: while its claims come back full it
+/// claims twice as many each round (up to its most), and once a claim is not full it goes back
+/// to its usual batch. Every transaction is rewarded once, at any claim size.
+async fn a_backlog_is_drained_in_growing_claims_and_rewarded_once(app: TestApp) {
+    let people = [app.person().await, app.person().await, app.person().await];
+    charge_groceries(&app, &people.iter().collect::<Vec<_>>(), 80, "Shop").await;
+    let worker = rewards_for_testkit::RewardWorker::new(
+        app.services.store.clone(),
+        app.services.clock.clone(),
+        rewards_for_testkit::WorkerConfig {
+            batch: 32,
+            max_batch: 100,
+            ..Default::default()
+        },
+    );
+    let mut rounds = Vec::new();
+    loop {
+        let handled = worker.run_once().await.unwrap();
+        rounds.push(handled);
+        if handled == 0 {
+            break;
+        }
+    }
+    // 240 events: 32, 64, then at most 100 (not 128), then the 44 left (not full: back to 32).
+    assert_eq!(rounds, [32, 64, 100, 44, 0]);
+    for person in &people {
+        let summary = points(&app, person.token()).await;
+        assert_eq!(
+            summary["balance"],
+            80 * 5,
+            "2.50 x 2 points, 80 times, once each"
+        );
+        assert_eq!(summary["earned"], 80 * 5);
+    }
+    // Back at its usual batch: a new small backlog is claimed 32 at a time again.
+    charge_groceries(&app, &[&people[0]], 40, "Again").await;
+    assert_eq!(worker.run_once().await.unwrap(), 32);
+    assert_eq!(worker.run_once().await.unwrap(), 8);
+    assert_eq!(worker.run_once().await.unwrap(), 0);
+    assert_eq!(points(&app, people[0].token()).await["balance"], 120 * 5);
+}
+
 examplebank_testkit::both_backends!(
     a_charge_is_listed_and_then_rewarded,
     charges_need_registration_and_consent,
@@ -1061,6 +1103,7 @@ examplebank_testkit::both_backends!(
     points_are_redeemed_once_per_key,
     concurrent_redemptions_never_overdraw,
     concurrent_redemptions_with_one_key_take_points_once,
+    a_backlog_is_drained_in_growing_claims_and_rewarded_once,
 );
 
 /// Against a transactions service without the batch route (an older version during a rolling
@@ -1191,6 +1234,62 @@ async fn remote_write_back_sends_a_batch_in_one_call_and_settles_each_event() {
     );
 }
 
+/// In split mode a worker catching up claims no more than the transactions service's batch
+/// route takes in one call (`MAX_REWARD_BATCH`): a stand-in that refuses larger batches, as
+/// the real route does, gets every point, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_catch_up_never_sends_more_than_the_route_takes() {
+    use axum::extract::State;
+
+    let (app, person) = charged_app(0).await;
+    let others = [app.person().await, app.person().await];
+    charge_groceries(&app, &[&person, &others[0], &others[1]], 80, "Shop").await;
+    let seen: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    let service = axum::Router::new()
+        .route(
+            "/bank/v1/transactions/rewards",
+            axum::routing::post(
+                |State(seen): State<Arc<std::sync::Mutex<Vec<usize>>>>,
+                 axum::Json(body): axum::Json<Value>| async move {
+                    let ids: Vec<String> = body["rewards"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["transactionId"].as_str().unwrap().to_owned())
+                        .collect();
+                    seen.lock().unwrap().push(ids.len());
+                    if ids.len() > domain::MAX_REWARD_BATCH {
+                        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({})));
+                    }
+                    let answer = json!({ "rewarded": ids, "notWritten": [], "restricted": [] });
+                    (StatusCode::OK, axum::Json(answer))
+                },
+            ),
+        )
+        .with_state(Arc::clone(&seen));
+    let worker = remote_worker(&app, service).await;
+    let mut handled = 0;
+    for _ in 0..20 {
+        match worker.run_once().await.unwrap() {
+            0 => break,
+            n => handled += n,
+        }
+    }
+    assert_eq!(handled, 240);
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [32, 64, 100, 44],
+        "claims grew, capped at the route's most"
+    );
+    let stats = app.services.store.outbox_stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.parked),
+        (0, 0),
+        "every event completed"
+    );
+}
+
 /// A rewards worker that writes through `service`, a stand-in transactions service served on
 /// a local port (with a token endpoint added), over this app's database.
 async fn remote_worker(app: &TestApp, service: axum::Router) -> rewards_for_testkit::RewardWorker {
@@ -1228,15 +1327,23 @@ async fn charged_app(charges: usize) -> (TestApp, Person) {
         .await
         .expect("sqlite app");
     let person = app.person().await;
-    for i in 0..charges {
-        app.charge(
-            person.token(),
-            &format!("Shop {i}"),
-            "groceries",
-            json!("2.50"),
-        )
-        .await
-        .expect(StatusCode::NO_CONTENT);
-    }
+    charge_groceries(&app, &[&person], charges, "Shop").await;
     (app, person)
+}
+
+/// Each of `people`, in turn, `rounds` times: a charge of 2.50 for groceries (5 points), named
+/// `<prefix> <round>`.
+async fn charge_groceries(app: &TestApp, people: &[&Person], rounds: usize, prefix: &str) {
+    for i in 0..rounds {
+        for person in people {
+            app.charge(
+                person.token(),
+                &format!("{prefix} {i}"),
+                "groceries",
+                json!("2.50"),
+            )
+            .await
+            .expect(StatusCode::NO_CONTENT);
+        }
+    }
 }

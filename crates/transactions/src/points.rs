@@ -13,8 +13,7 @@ use web::{ApiError, Principal, StrictJson};
 
 /// The most points one transaction can earn or one redemption can take.
 pub const MAX_POINTS: i64 = 1_000_000_000;
-/// The most transactions one batch write-back may carry.
-pub const MAX_REWARD_BATCH: usize = 100;
+pub use domain::MAX_REWARD_BATCH;
 
 pub async fn points_balance(
     State(state): State<TransactionsState>,
