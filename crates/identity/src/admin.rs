@@ -8,7 +8,7 @@ use axum::Json;
 use domain::Scope;
 use serde::Deserialize;
 use serde_json::json;
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,9 +21,10 @@ pub async fn set_account_status(
     State(state): State<IdentityState>,
     principal: Principal,
     Path(id): Path<String>,
-    StrictJson(request): StrictJson<StatusRequest>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
+    let request: StatusRequest = body.parse()?;
     let id = web::parse_id(&id, "account")?;
     if !matches!(request.status.as_str(), "active" | "disabled") {
         return Err(ApiError::unprocessable("status must be active or disabled"));

@@ -9,7 +9,7 @@ use crypto::vault::Vault;
 use domain::Scope;
 use serde::Deserialize;
 use serde_json::json;
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 pub async fn discovery(State(state): State<IdentityState>) -> Response {
     let issuer = &state.config.issuer;
@@ -84,9 +84,10 @@ pub async fn change_password(
     State(state): State<IdentityState>,
     principal: Principal,
     client_ip: Option<axum::Extension<web::layers::ClientIp>>,
-    StrictJson(request): StrictJson<ChangePasswordRequest>,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
     principal.require_any(&[Scope::OpenId, Scope::Bank, Scope::Admin])?;
+    let request: ChangePasswordRequest = body.parse()?;
     // Guessing the current password with a stolen access token is throttled like a login.
     let ip = client_ip.map(|c| c.0 .0);
     let throttle_key = format!("password-change:{}", principal.subject);

@@ -78,6 +78,7 @@ async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
     let admin = app.admin_token().await;
     let service = app.service_token().await;
     let mut checked = 0;
+    let mut bodies_refused = 0;
     for route in ROUTES {
         let path = route
             .path
@@ -133,6 +134,33 @@ async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
                     Some("application/problem+json")
                 );
             }
+            // A caller without the right learns nothing about the route's input checks: a body
+            // that every check would refuse (not JSON, and malformed) gets the same refusal.
+            if refused && body_for(route.method, route.path).is_some() {
+                let mut request = http::Request::builder()
+                    .method(route.method)
+                    .uri(&path)
+                    .header(http::header::CONTENT_TYPE, "text/plain");
+                if let Some(token) = token {
+                    request =
+                        request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+                }
+                let bad = app
+                    .send(
+                        request
+                            .body(axum::body::Body::from("{\"points\": tru"))
+                            .unwrap(),
+                    )
+                    .await;
+                assert_eq!(
+                    bad.status,
+                    response.status,
+                    "{} {path} as {caller:?} with a bad body: {}",
+                    route.method,
+                    bad.text()
+                );
+                bodies_refused += 1;
+            }
             if response.status == StatusCode::UNAUTHORIZED {
                 assert!(
                     response.header("www-authenticate").is_some(),
@@ -158,6 +186,10 @@ async fn every_route_answers_every_kind_of_caller_as_the_table_says() {
         }
     }
     assert_eq!(checked, ROUTES.len() * 5);
+    assert!(
+        bodies_refused >= 20,
+        "{bodies_refused} refusals checked with a bad body"
+    );
     // Another person's transaction is simply not there for them (C17).
     app.get(&format!("/bank/v1/transactions/{owner_tx}"), other.token())
         .await

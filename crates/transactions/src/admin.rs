@@ -8,7 +8,7 @@ use axum::Json;
 use domain::{Category, Scope};
 use serde::Deserialize;
 use serde_json::json;
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 pub async fn list_reward_rules(
     State(state): State<TransactionsState>,
@@ -33,9 +33,10 @@ pub async fn set_reward_rule(
     State(state): State<TransactionsState>,
     principal: Principal,
     Path(category): Path<String>,
-    StrictJson(request): StrictJson<RuleRequest>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
+    let request: RuleRequest = body.parse()?;
     let category = Category::parse(&category)?;
     if !(0..=100).contains(&request.points_per_unit) {
         return Err(ApiError::unprocessable(

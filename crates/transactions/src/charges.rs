@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use store::{ChargeOutcome, TransactionRow};
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -27,9 +27,10 @@ pub async fn create_charge(
     State(state): State<TransactionsState>,
     principal: Principal,
     headers: HeaderMap,
-    StrictJson(request): StrictJson<ChargeRequest>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let user_id = principal.person()?;
+    let request: ChargeRequest = body.parse()?;
     let name = TransactionName::parse(&request.transaction_name)?;
     let category = Category::parse(&request.category)?;
     let amount = Amount::parse_json(request.amount.get())

@@ -9,7 +9,7 @@ use domain::Scope;
 use serde::Deserialize;
 use serde_json::json;
 use store::{RedeemOutcome, RewardOutcome};
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 /// The most points one transaction can earn or one redemption can take.
 pub const MAX_POINTS: i64 = 1_000_000_000;
@@ -39,9 +39,10 @@ pub async fn redeem_points(
     State(state): State<TransactionsState>,
     principal: Principal,
     headers: HeaderMap,
-    StrictJson(request): StrictJson<RedeemRequest>,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
     let user_id = principal.person()?;
+    let request: RedeemRequest = body.parse()?;
     let key = idempotency_key(&headers)?
         .ok_or_else(|| ApiError::bad_request("redemptions need an Idempotency-Key header"))?;
     if !(1..=MAX_POINTS).contains(&request.points) {
@@ -100,9 +101,10 @@ pub async fn reward_transaction(
     State(state): State<TransactionsState>,
     principal: Principal,
     Path(id): Path<String>,
-    StrictJson(request): StrictJson<RewardRequest>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Scope::Rewards, Scope::Admin])?;
+    let request: RewardRequest = body.parse()?;
     let id = web::parse_id(&id, "transaction")?;
     if !(0..=MAX_POINTS).contains(&request.points_earned) {
         return Err(ApiError::unprocessable(format!(
@@ -157,9 +159,10 @@ pub struct RewardBatchItem {
 pub async fn reward_transactions(
     State(state): State<TransactionsState>,
     principal: Principal,
-    StrictJson(request): StrictJson<RewardBatchRequest>,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
     principal.require_any(&[Scope::Rewards, Scope::Admin])?;
+    let request: RewardBatchRequest = body.parse()?;
     if request.rewards.is_empty() || request.rewards.len() > MAX_REWARD_BATCH {
         return Err(ApiError::unprocessable(format!(
             "rewards must hold 1 to {MAX_REWARD_BATCH} entries"

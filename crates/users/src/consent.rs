@@ -10,7 +10,7 @@ use domain::Purpose;
 use serde::Deserialize;
 use serde_json::json;
 use store::ConsentRecord;
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 pub async fn list_consents(
     State(state): State<UsersState>,
@@ -52,9 +52,10 @@ pub async fn set_consent(
     State(state): State<UsersState>,
     principal: Principal,
     Path(purpose): Path<String>,
-    StrictJson(request): StrictJson<ConsentRequest>,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
     let id = principal.person()?;
+    let request: ConsentRequest = body.parse()?;
     let purpose = Purpose::parse(&purpose).map_err(|e| ApiError::not_found(e.to_string()))?;
     if state.store.bank_user(id).await?.is_none() {
         return Err(ApiError::not_found(

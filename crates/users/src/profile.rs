@@ -10,7 +10,7 @@ use domain::{Email, PersonName};
 use serde::Deserialize;
 use serde_json::json;
 use store::ConsentRecord;
-use web::{ApiError, Principal, StrictJson};
+use web::{ApiError, JsonBody, Principal};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -21,9 +21,10 @@ pub struct RegisterRequest {
 pub async fn register_user(
     State(state): State<UsersState>,
     principal: Principal,
-    StrictJson(request): StrictJson<RegisterRequest>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let id = principal.person()?;
+    let request: RegisterRequest = body.parse()?;
     if state.verifier.is_external() {
         ensure_external_key(&state, id)?;
     }
@@ -148,9 +149,10 @@ pub struct UpdateRequest {
 pub async fn update_profile(
     State(state): State<UsersState>,
     principal: Principal,
-    StrictJson(request): StrictJson<UpdateRequest>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let id = principal.person()?;
+    let request: UpdateRequest = body.parse()?;
     let user = registered(&state, id).await?;
     if user.erasure_requested_at.is_some() {
         return Err(ApiError::conflict(

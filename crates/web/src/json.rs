@@ -1,6 +1,11 @@
-//! A JSON body extractor that is strict where axum's is lenient: the content type must say
-//! JSON (415 otherwise), malformed JSON is 400 with a position but never an echo of the
+//! A JSON request body that is strict where axum's `Json` is lenient: the content type must
+//! say JSON (415 otherwise), malformed JSON is 400 with a position but never an echo of the
 //! input, and types decide unknown and duplicate fields (both refused with 400).
+//!
+//! The body is read (within the size limit) before the handler runs, but it is checked and
+//! parsed only when the handler asks, after it has checked the caller's scope: a caller
+//! without the right to a route gets 403 whatever it sends, never a 400, 415 or 422 that
+//! tells it how the route validates its input.
 
 use crate::ApiError;
 use axum::body::Bytes;
@@ -8,19 +13,20 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 
-pub struct StrictJson<T>(pub T);
+/// A request body to parse as JSON with [`JsonBody::parse`], once the caller is authorised.
+pub struct JsonBody {
+    is_json: bool,
+    bytes: Bytes,
+}
 
-impl<S, T> FromRequest<S> for StrictJson<T>
+impl<S> FromRequest<S> for JsonBody
 where
     S: Send + Sync,
-    T: DeserializeOwned,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::unsupported_media_type());
-        }
+        let is_json = is_json(req.headers().get(header::CONTENT_TYPE));
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -32,7 +38,17 @@ where
                 ApiError::bad_request("the request body could not be read")
             }
         })?;
-        parse(&bytes).map(StrictJson)
+        Ok(Self { is_json, bytes })
+    }
+}
+
+impl JsonBody {
+    /// The body as `T`: 415 unless the content type says JSON, 400 unless it parses.
+    pub fn parse<T: DeserializeOwned>(self) -> Result<T, ApiError> {
+        if !self.is_json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        parse(&self.bytes)
     }
 }
 

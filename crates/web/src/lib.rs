@@ -1,5 +1,5 @@
 //! HTTP plumbing every role shares, so each role's handlers stay about their own job:
-//! errors as RFC 9457 problem+json, a strict JSON extractor, bearer-token authentication,
+//! errors as RFC 9457 problem+json, a strict JSON body parsed after the scope check, bearer-token authentication,
 //! and the protective layers (limits, timeouts, security headers, request ids).
 
 pub mod auth;
@@ -12,7 +12,7 @@ pub mod problem;
 pub mod ratelimit;
 
 pub use auth::{Principal, PrincipalKind, TokenVerifier};
-pub use json::StrictJson;
+pub use json::JsonBody;
 pub use problem::ApiError;
 
 /// Formats microseconds since the epoch as RFC 3339 in UTC with second precision.
