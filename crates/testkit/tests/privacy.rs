@@ -633,6 +633,33 @@ async fn restriction_refuses_charges_pauses_rewards_and_leaves_analytics(app: Te
         list[0]["processed"], false,
         "rewards pause while restricted"
     );
+    // The restriction binds administrators too, on the single route as on the batch route.
+    let admin = app.admin_token().await;
+    let id = list[0]["transactionId"].as_str().unwrap().to_owned();
+    let held = app
+        .call(
+            Method::PUT,
+            &format!("/bank/v1/transactions/reward/{id}"),
+            Some(&admin),
+            Some(json!({ "pointsEarned": 80 })),
+        )
+        .await
+        .expect_problem(StatusCode::CONFLICT);
+    assert!(
+        held["type"].as_str().unwrap().ends_with("restricted"),
+        "{held}"
+    );
+    let batch = app
+        .call(
+            Method::POST,
+            "/bank/v1/transactions/rewards",
+            Some(&admin),
+            Some(json!({ "rewards": [{ "transactionId": id, "pointsEarned": 80 }] })),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(batch["restricted"], json!([id]));
     let cells = |app: &TestApp| {
         let store = app.store().clone();
         async move { store.analytics_cells().await.unwrap() }

@@ -111,16 +111,15 @@ pub async fn reward_transaction(
             "pointsEarned must be from 0 to {MAX_POINTS}"
         )));
     }
-    // The rewards service must not process the points of someone who restricted processing
-    // (Art. 18); it waits and tries again. (An administrator's correction is not held back.)
-    if principal.scopes.contains(Scope::Rewards) && !principal.scopes.contains(Scope::Admin) {
-        if let Some(owner) = state.store.transaction(&id).await?.and_then(|t| t.user_id) {
-            if state.standing_of(&owner).await?.restricted {
-                return Err(ApiError::conflict(
-                    "restricted",
-                    "the person has restricted processing; points wait until it is lifted",
-                ));
-            }
+    // Nobody processes the points of someone who restricted processing (Art. 18), an
+    // administrator no more than the rewards service: the same rule as the batch route. The
+    // rewards service waits and tries again once the restriction is lifted.
+    if let Some(owner) = state.store.transaction(&id).await?.and_then(|t| t.user_id) {
+        if state.standing_of(&owner).await?.restricted {
+            return Err(ApiError::conflict(
+                "restricted",
+                "the person has restricted processing; points wait until it is lifted",
+            ));
         }
     }
     match state
