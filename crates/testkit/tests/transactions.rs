@@ -1047,15 +1047,12 @@ async fn the_batch_reward_endpoint_writes_each_once_and_holds_back_restricted_pe
 /// to its usual batch. Every transaction is rewarded once, at any claim size.
 async fn a_backlog_is_drained_in_growing_claims_and_rewarded_once(app: TestApp) {
     let people = [app.person().await, app.person().await, app.person().await];
-    charge_groceries(&app, &people.iter().collect::<Vec<_>>(), 80, "Shop").await;
+    charge_groceries(&app, &people.iter().collect::<Vec<_>>(), 350, "Shop").await;
+    // The worker as the server runs it (claims of 32, up to 512).
     let worker = rewards_for_testkit::RewardWorker::new(
         app.services.store.clone(),
         app.services.clock.clone(),
-        rewards_for_testkit::WorkerConfig {
-            batch: 32,
-            max_batch: 100,
-            ..Default::default()
-        },
+        rewards_for_testkit::WorkerConfig::default(),
     );
     let mut rounds = Vec::new();
     loop {
@@ -1065,23 +1062,24 @@ async fn a_backlog_is_drained_in_growing_claims_and_rewarded_once(app: TestApp) 
             break;
         }
     }
-    // 240 events: 32, 64, then at most 100 (not 128), then the 44 left (not full: back to 32).
-    assert_eq!(rounds, [32, 64, 100, 44, 0]);
+    // 1,050 events: claims double while full, the largest (512) in one database transaction,
+    // then the 58 left (not full: back to 32).
+    assert_eq!(rounds, [32, 64, 128, 256, 512, 58, 0]);
     for person in &people {
         let summary = points(&app, person.token()).await;
         assert_eq!(
             summary["balance"],
-            80 * 5,
-            "2.50 x 2 points, 80 times, once each"
+            350 * 5,
+            "2.50 x 2 points, 350 times, once each"
         );
-        assert_eq!(summary["earned"], 80 * 5);
+        assert_eq!(summary["earned"], 350 * 5);
     }
     // Back at its usual batch: a new small backlog is claimed 32 at a time again.
     charge_groceries(&app, &[&people[0]], 40, "Again").await;
     assert_eq!(worker.run_once().await.unwrap(), 32);
     assert_eq!(worker.run_once().await.unwrap(), 8);
     assert_eq!(worker.run_once().await.unwrap(), 0);
-    assert_eq!(points(&app, people[0].token()).await["balance"], 120 * 5);
+    assert_eq!(points(&app, people[0].token()).await["balance"], 390 * 5);
 }
 
 examplebank_testkit::both_backends!(
