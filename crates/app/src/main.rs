@@ -51,6 +51,7 @@ enum Command {
     },
     /// Walks the whole journey over HTTP against a running server.
     Demo {
+        /// The server's base URL, e.g. http://127.0.0.1:8080.
         #[arg(long)]
         url: String,
     },
@@ -71,8 +72,10 @@ enum Command {
     },
     /// Validates the settings and prints them with secrets redacted.
     CheckConfig {
+        /// An address to listen on, as `serve --addr` takes it, to check with the rest.
         #[arg(long)]
         addr: Option<String>,
+        /// Roles, as `serve --roles` takes them, to check with the rest.
         #[arg(long)]
         roles: Option<String>,
     },
@@ -94,7 +97,10 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Creates an administrator; the password is read from standard input.
-    Create { username: String },
+    Create {
+        /// The administrator's username: 3 to 64 letters, digits, `.`, `_` or `-`.
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,5 +197,41 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             commands::check_config(&settings);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command and every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "examplebank", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
     }
 }
