@@ -29,13 +29,25 @@ struct Client {
 }
 
 impl Client {
-    fn new(base_url: &str) -> Result<Self> {
+    fn new(base_url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self> {
         let base = base_url.trim_end_matches('/').to_owned();
         Url::parse(&base).context("the demo URL is not a valid URL")?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()?;
+            .timeout(Duration::from_secs(10));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the certificates in {}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            if certificates.is_empty() {
+                anyhow::bail!("{} holds no PEM certificate", path.display());
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build()?;
         let redirect_uri = format!("{base}/callback");
         Ok(Self {
             http,
@@ -108,9 +120,9 @@ struct ChargeBody<'a> {
 }
 
 /// Runs the journey for a few made-up people; Err on the first surprise.
-pub async fn run(base_url: &str) -> Result<()> {
+pub async fn run(base_url: &str, ca_cert: Option<&std::path::Path>) -> Result<()> {
     let started = Instant::now();
-    let client = Client::new(base_url)?;
+    let client = Client::new(base_url, ca_cert)?;
     let mut people = Vec::new();
     for n in 1..=PEOPLE {
         let person = onboard(&client, n).await;

@@ -54,6 +54,10 @@ enum Command {
         /// The server's base URL, e.g. http://127.0.0.1:8080.
         #[arg(long)]
         url: String,
+        /// Also trust the certificates in this PEM file, e.g. <data-dir>/tls/self-signed.pem
+        /// of a server started with --tls-self-signed. Certificates are always checked.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Administrator accounts.
     Admin {
@@ -178,7 +182,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Erasure {
             command: ErasureCommand::Run,
         } => commands::erasure_run(settings).await,
-        Command::Demo { url } => examplebank::demo::run(&url).await,
+        Command::Demo { url, ca_cert } => examplebank::demo::run(&url, ca_cert.as_deref()).await,
         Command::Audit {
             command: AuditCommand::Verify,
         } => commands::audit_verify(settings).await,

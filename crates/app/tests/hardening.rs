@@ -230,6 +230,40 @@ fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
     }
 }
 
+/// `examplebank demo` walks the whole journey over TLS against a server with a self-signed
+/// certificate when told to trust that certificate, and refuses to talk to it otherwise.
+#[test]
+fn the_demo_runs_over_tls_trusting_only_the_certificate_it_is_given() {
+    let server = start(&["--tls-self-signed"], &[]);
+    let url = format!("https://{}", server.addr);
+    let pem = server.dir.path().join("tls/self-signed.pem");
+    let demo = |extra: &[&std::ffi::OsStr]| {
+        Command::new(BINARY)
+            .args(["demo", "--url", &url])
+            .args(extra)
+            .output()
+            .expect("run the demo")
+    };
+    let refused = demo(&[]);
+    assert!(
+        !refused.status.success(),
+        "an unknown certificate must not be trusted"
+    );
+    let trusted = demo(&["--ca-cert".as_ref(), pem.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&trusted.stdout);
+    assert!(
+        trusted.status.success() && stdout.contains("demo ok"),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    // A file with no certificate in it is an error, not an empty trust list.
+    let empty = server.dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let bad = demo(&["--ca-cert".as_ref(), empty.as_os_str()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no PEM certificate"));
+}
+
 #[test]
 fn tls_with_a_self_signed_certificate_sends_hsts() {
     let server = start(&["--tls-self-signed"], &[]);
