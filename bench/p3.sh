@@ -10,7 +10,8 @@
 # Each run: a copy of the seeded database (CREATE DATABASE ... TEMPLATE), `serve --roles all`,
 # 64 people signed in, wrk POSTing at 64 connections for BENCH_SECONDS + 4 s, and the probe
 # (examplebank-bench reward-latency) charging one more person and polling for the points.
-# BENCH_STALL=<seconds> locks points_accounts (which only the reward write-back touches) for
+# BENCH_STALL=<seconds> locks points_accounts (which, of this load, only the reward write-back
+# touches; redemptions and erasure would wait too) for
 # that long, 12 s into the run: a stand-in for a slow commit or checkpoint, after which the
 # worker must catch up with the backlog while the charges keep coming.
 # Same variables as bench/run.sh for the database and the size; the seeded template

@@ -66,7 +66,7 @@ pub async fn assemble(settings: &Settings, base_url: &str) -> anyhow::Result<Ser
                 Duration::from_secs(settings.login_window_seconds),
             ),
         },
-    );
+    )?;
     services.reward_workers = settings.reward_workers;
     if let Some(idp) = settings.external_idp() {
         let verifier =

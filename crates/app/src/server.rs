@@ -1,6 +1,7 @@
 //! Wires the roles into one router and starts the workers a process runs.
 
 use crate::roles::Roles;
+use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -77,7 +78,7 @@ impl Services {
         clients: ClientRegistry,
         clock: Arc<dyn Clock>,
         config: ServicesConfig,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let identity = Arc::new(IdentityConfig::new(&config.public_base_url));
         let verifier = Arc::new(
             TokenVerifier::new(
@@ -89,7 +90,7 @@ impl Services {
             )
             .with_person_limit(config.per_person_per_minute),
         );
-        Self {
+        Ok(Self {
             store,
             audit,
             vault,
@@ -98,7 +99,8 @@ impl Services {
             clients: Arc::new(clients),
             clock,
             identity,
-            hasher: PasswordHasher::new(config.password_hash_concurrency, Duration::from_secs(3)),
+            hasher: PasswordHasher::new(config.password_hash_concurrency, Duration::from_secs(3))
+                .context("starting the password-hashing threads")?,
             throttle: Arc::new(config.login_throttle),
             reward_wakeup: Arc::new(Notify::new()),
             erasure_wakeup: Arc::new(Notify::new()),
@@ -109,7 +111,7 @@ impl Services {
             remote: Remote::default(),
             reward_workers: 1,
             dependencies: Vec::new(),
-        }
+        })
     }
 
     pub fn identity_state(&self) -> IdentityState {

@@ -67,7 +67,9 @@ impl PasswordHasher {
     /// `concurrency` hashes at once, as many callers waiting, each for at most `wait`.
     ///
     /// Starts the `concurrency` hashing threads; they stop when the last clone is dropped.
-    pub fn new(concurrency: usize, wait: Duration) -> Self {
+    /// Fails when a thread cannot be started: a hasher short of threads would queue admitted
+    /// callers behind each other, and one without any would refuse every sign-in for good.
+    pub fn new(concurrency: usize, wait: Duration) -> std::io::Result<Self> {
         let concurrency = concurrency.max(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
@@ -82,17 +84,16 @@ impl PasswordHasher {
                     // A job that panics loses its answer (its caller sees `Busy`), not the thread.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 });
-            if let Err(err) = started {
-                tracing::error!(error = %err, "could not start a password-hashing thread");
-            }
+            // On failure `jobs` is dropped on return, and the threads already started stop.
+            started?;
         }
-        Self {
+        Ok(Self {
             jobs,
             permits: Arc::new(Semaphore::new(concurrency)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: concurrency,
             wait,
-        }
+        })
     }
 
     async fn run<T: Send + 'static>(
@@ -181,7 +182,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_at_once_instead_of_waiting() {
         // A wait far longer than the test may take: a refusal can only come from the queue bound.
-        let hasher = PasswordHasher::new(1, Duration::from_secs(3600));
+        let hasher = PasswordHasher::new(1, Duration::from_secs(3600)).unwrap();
         let (release, busy) = occupy(&hasher).await;
         let queued = tokio::spawn({
             let hasher = hasher.clone();
@@ -204,7 +205,7 @@ mod tests {
     /// however they overlap: that is what bounds the memory hashing leaves behind.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashes_run_only_on_the_hashers_own_threads() {
-        let hasher = PasswordHasher::new(2, Duration::from_secs(60));
+        let hasher = PasswordHasher::new(2, Duration::from_secs(60)).unwrap();
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..40 {
             let hasher = hasher.clone();
@@ -241,7 +242,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiter_that_gives_up_frees_its_place() {
-        let hasher = PasswordHasher::new(1, Duration::from_millis(50));
+        let hasher = PasswordHasher::new(1, Duration::from_millis(50)).unwrap();
         let (release, busy) = occupy(&hasher).await;
         assert!(hasher.run(|| ()).await.is_err(), "no slot within the wait");
         assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);

@@ -314,8 +314,16 @@ impl RewardWorker {
             }
             Some(Err(err)) => {
                 tracing::warn!(error = %err, events = plan.batched.len(), "reward batch failed; handling its events one by one");
+                // One by one, a large claim could outlast its lease (and be claimed again by
+                // another worker, counting attempts it did not make): take the usual batch's
+                // worth now and give the rest back at once, and claim the usual batch next.
                 let batched: Vec<OutboxEvent> = plan.batched.into_iter().cloned().collect();
-                self.one_by_one(&batched).await?;
+                let now = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
+                let (now, later) = batched.split_at(now.min(batched.len()));
+                self.claim
+                    .store(self.config.batch.max(1), Ordering::Relaxed);
+                self.release(later).await;
+                self.one_by_one(now).await?;
             }
         }
         Ok(events.len())

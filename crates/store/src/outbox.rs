@@ -49,17 +49,17 @@ impl RewardSession {
             }
             let ids: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
             let subjects = self.reward_subjects(&ids).await?;
-            let rules = self.reward_rules().await?;
+            let subjects: std::collections::HashMap<&str, &crate::transactions::RewardSubject> =
+                subjects.iter().map(|s| (s.id.as_str(), s)).collect();
+            let rules: std::collections::HashMap<String, i64> =
+                self.reward_rules().await?.into_iter().collect();
             return Ok(events
                 .into_iter()
                 .map(|event| {
-                    let subject = subjects.iter().find(|s| s.id == event.subject).cloned();
-                    let points_per_unit = subject.as_ref().and_then(|s| {
-                        rules
-                            .iter()
-                            .find(|(category, _)| *category == s.category)
-                            .map(|(_, rate)| *rate)
-                    });
+                    let subject = subjects.get(event.subject.as_str()).map(|s| (*s).clone());
+                    let points_per_unit = subject
+                        .as_ref()
+                        .and_then(|s| rules.get(&s.category).copied());
                     ClaimedEvent {
                         event,
                         subject,

@@ -194,7 +194,8 @@ impl TestApp {
                 per_person_per_minute: 100_000,
                 login_throttle: identity::LoginThrottle::default(),
             },
-        );
+        )
+        .expect("services");
         let router = services.router(&Roles::parse("all").expect("roles"));
         Self {
             services,

@@ -1232,6 +1232,66 @@ async fn remote_write_back_sends_a_batch_in_one_call_and_settles_each_event() {
     );
 }
 
+/// When a large claim's batch write fails, only the usual batch's worth is handled one by one
+/// (so the fall-back cannot outlast the claim's lease); the rest goes straight back to the
+/// outbox, the next claim is the usual size, and nothing is rewarded twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_large_batch_falls_back_for_one_batch_and_gives_the_rest_back() {
+    use sqlx::Connection as _;
+
+    let (app, person) = charged_app(200).await;
+    let poisoned = all_transactions(&app, person.token())
+        .await
+        .into_iter()
+        .find(|t| t["transactionName"] == "Shop 99")
+        .unwrap()["transactionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The ledger refuses the 100th charge's entry: its batch write fails as a whole.
+    let file = app.dir.path().join("test.sqlite");
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER poison BEFORE INSERT ON points_ledger WHEN NEW.reference = '{poisoned}' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let worker = rewards_for_testkit::RewardWorker::new(
+        app.services.store.clone(),
+        app.services.clock.clone(),
+        rewards_for_testkit::WorkerConfig::default(),
+    );
+    assert_eq!(worker.run_once().await.unwrap(), 32);
+    assert_eq!(worker.run_once().await.unwrap(), 64);
+    // Claimed: the 104 left, the poisoned one among them; the batch fails.
+    assert_eq!(worker.run_once().await.unwrap(), 104);
+    assert_eq!(
+        points(&app, person.token()).await["balance"],
+        (96 + 31) * 5,
+        "the first 32 of the failed claim one by one (all but the poisoned one), no more"
+    );
+    let stats = app.services.store.outbox_stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.parked),
+        (73, 0),
+        "72 given back, 1 to retry"
+    );
+    // The rest comes back at once, in claims that start again at the usual size.
+    assert_eq!(worker.run_once().await.unwrap(), 32);
+    assert_eq!(worker.run_once().await.unwrap(), 40);
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        0,
+        "the poisoned one waits"
+    );
+    assert_eq!(points(&app, person.token()).await["balance"], 199 * 5);
+    db.close().await.unwrap();
+}
+
 /// In split mode a worker catching up claims no more than the transactions service's batch
 /// route takes in one call (`MAX_REWARD_BATCH`): a stand-in that refuses larger batches, as
 /// the real route does, gets every point, each once.
