@@ -373,12 +373,15 @@ async fn lock_points_ledger(db: &TestDb) -> sqlx::postgres::PgConnection {
     lock
 }
 
-/// True while a reward write-back waits on that lock and events are claimed.
+/// True while a reward write-back waits on that lock and events are claimed. The waiting is
+/// read from `pg_locks`, not from the statement's text in `pg_stat_activity`: that text is cut
+/// at 1,024 bytes, and a write-back of a large batch names the ledger further in than that.
 async fn reward_write_is_held(conn: &mut sqlx::postgres::PgConnection) -> bool {
     scalar(
         conn,
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock' AND query LIKE '%points_ledger%'",
+        "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         JOIN pg_database d ON d.oid = l.database \
+         WHERE NOT l.granted AND c.relname = 'points_ledger' AND d.datname = current_database()",
     )
     .await
         > 0
