@@ -433,6 +433,45 @@ pub(crate) async fn reward_rules_on(conn: &mut sqlx::AnyConnection) -> Result<Ve
 /// accounts and the ledger are written from what the conditional update returned, so only
 /// for the transactions this statement rewarded; an event is completed when its transaction
 /// exists (rewarded now or before).
+/// The rewards of a batch on PostgreSQL, in one statement (one implicit transaction): the
+/// conditional update of the transactions, one balance upsert per person in a fixed order (so
+/// concurrent batches cannot deadlock), the ledger entries and, with `_COMPLETE`, the removal of
+/// the batch's outbox events. `$1` is the time, `$2` the writes as a JSON array of
+/// `{seq, id, points}`, and with `_COMPLETE` `$3` further outbox events to complete, a JSON
+/// array of numbers.
+macro_rules! reward_batch_postgres_sql {
+    ($completion:literal, $completed:literal) => {
+        concat!(
+            "WITH w (seq, id, points) AS (\
+               SELECT seq, id, points FROM jsonb_to_recordset(CAST($2 AS JSONB)) \
+               AS r (seq BIGINT, id TEXT, points BIGINT)), \
+             upd AS (UPDATE transactions t SET points_earned = w.points, processed = 1 FROM w \
+                     WHERE t.id = w.id AND t.processed = 0 \
+                     RETURNING t.id, t.user_id, t.points_earned), \
+             acc AS (INSERT INTO points_accounts (user_id, balance, earned, redeemed) \
+                     SELECT user_id, CAST(SUM(points_earned) AS BIGINT), \
+                            CAST(SUM(points_earned) AS BIGINT), 0 \
+                     FROM upd WHERE user_id IS NOT NULL GROUP BY user_id ORDER BY user_id \
+                     ON CONFLICT (user_id) DO UPDATE SET \
+                     balance = points_accounts.balance + excluded.balance, \
+                     earned = points_accounts.earned + excluded.earned), \
+             led AS (INSERT INTO points_ledger (user_id, delta, kind, reference, at) \
+                     SELECT user_id, points_earned, 'earned', id, CAST($1 AS BIGINT) \
+                     FROM upd WHERE user_id IS NOT NULL)",
+            $completion,
+            " SELECT 'rewarded' AS what, id AS value FROM upd",
+            $completed
+        )
+    };
+}
+const REWARD_BATCH_POSTGRES_COMPLETE: &str = reward_batch_postgres_sql!(
+    ", del AS (DELETE FROM outbox WHERE seq IN (SELECT w.seq FROM w JOIN transactions t ON t.id = w.id) \
+        OR seq IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($3 AS JSONB))) \
+      RETURNING seq)",
+    " UNION ALL SELECT 'completed', CAST(seq AS TEXT) FROM del"
+);
+const REWARD_BATCH_POSTGRES_UNTOUCHED: &str = reward_batch_postgres_sql!("", "");
+
 async fn reward_batch_postgres(
     conn: &mut sqlx::AnyConnection,
     writes: &[(i64, &str, i64)],
@@ -440,61 +479,25 @@ async fn reward_batch_postgres(
     now: i64,
     events: Events,
 ) -> Result<RewardBatchOutcome> {
-    let values = (0..writes.len())
-        .map(|i| {
-            format!(
-                "(CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT))",
-                3 * i + 2,
-                3 * i + 3,
-                3 * i + 4
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let first_complete = 3 * writes.len() + 2;
-    let also_complete = if complete.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " OR seq IN ({})",
-            crate::transactions::placeholders(first_complete, complete.len())
-        )
+    // The batch travels as two JSON parameters, so the statement's text is the same for every
+    // batch size: one prepared statement per connection, planned once, instead of a new text
+    // (prepared, planned and cached again) for each size up to the worker's largest claim.
+    let writes_json = serde_json::Value::Array(
+        writes
+            .iter()
+            .map(|(seq, id, points)| serde_json::json!({ "seq": seq, "id": id, "points": points }))
+            .collect(),
+    )
+    .to_string();
+    let query = match events {
+        Events::Complete => sqlx::query(REWARD_BATCH_POSTGRES_COMPLETE)
+            .bind(now)
+            .bind(writes_json)
+            .bind(serde_json::Value::from(complete.to_vec()).to_string()),
+        Events::Untouched => sqlx::query(REWARD_BATCH_POSTGRES_UNTOUCHED)
+            .bind(now)
+            .bind(writes_json),
     };
-    let (completion, completed) = match events {
-        Events::Complete => (
-            format!(
-                ", del AS (DELETE FROM outbox WHERE seq IN \
-                   (SELECT w.seq FROM w JOIN transactions t ON t.id = w.id){also_complete} \
-                 RETURNING seq)"
-            ),
-            " UNION ALL SELECT 'completed', CAST(seq AS TEXT) FROM del",
-        ),
-        Events::Untouched => (String::new(), ""),
-    };
-    let sql = format!(
-        "WITH w (seq, id, points) AS (VALUES {values}), \
-         upd AS (UPDATE transactions t SET points_earned = w.points, processed = 1 FROM w \
-                 WHERE t.id = w.id AND t.processed = 0 \
-                 RETURNING t.id, t.user_id, t.points_earned), \
-         acc AS (INSERT INTO points_accounts (user_id, balance, earned, redeemed) \
-                 SELECT user_id, CAST(SUM(points_earned) AS BIGINT), \
-                        CAST(SUM(points_earned) AS BIGINT), 0 \
-                 FROM upd WHERE user_id IS NOT NULL GROUP BY user_id ORDER BY user_id \
-                 ON CONFLICT (user_id) DO UPDATE SET \
-                 balance = points_accounts.balance + excluded.balance, \
-                 earned = points_accounts.earned + excluded.earned), \
-         led AS (INSERT INTO points_ledger (user_id, delta, kind, reference, at) \
-                 SELECT user_id, points_earned, 'earned', id, CAST($1 AS BIGINT) \
-                 FROM upd WHERE user_id IS NOT NULL){completion} \
-         SELECT 'rewarded' AS what, id AS value FROM upd{completed}"
-    );
-    let mut query = sqlx::query(&sql).bind(now);
-    for (seq, id, points) in writes {
-        query = query.bind(*seq).bind(*id).bind(*points);
-    }
-    for seq in complete {
-        query = query.bind(*seq);
-    }
     let mut outcome = RewardBatchOutcome::default();
     for row in query.fetch_all(&mut *conn).await? {
         let value = get_string(&row, "value")?;
