@@ -373,18 +373,21 @@ async fn lock_points_ledger(db: &TestDb) -> sqlx::postgres::PgConnection {
     lock
 }
 
-/// True while a reward write-back waits on that lock and events are claimed. The waiting is
-/// read from `pg_locks`, not from the statement's text in `pg_stat_activity`: that text is cut
-/// at 1,024 bytes, and a write-back of a large batch names the ledger further in than that.
-async fn reward_write_is_held(conn: &mut sqlx::postgres::PgConnection) -> bool {
-    scalar(
-        conn,
+/// True while some session of the test database waits for a lock on `table`. Read from
+/// `pg_locks`, not from the statement's text in `pg_stat_activity`: that text is cut at 1,024
+/// bytes, and a write-back of a large batch names the ledger further in than that.
+async fn waits_on(conn: &mut sqlx::postgres::PgConnection, table: &str) -> bool {
+    let sql = format!(
         "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
          JOIN pg_database d ON d.oid = l.database \
-         WHERE NOT l.granted AND c.relname = 'points_ledger' AND d.datname = current_database()",
-    )
-    .await
-        > 0
+         WHERE NOT l.granted AND c.relname = '{table}' AND d.datname = current_database()"
+    );
+    scalar(conn, &sql).await > 0
+}
+
+/// True while a reward write-back waits on the ledger's lock and events are claimed.
+async fn reward_write_is_held(conn: &mut sqlx::postgres::PgConnection) -> bool {
+    waits_on(conn, "points_ledger").await
         && scalar(
             conn,
             "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL",
@@ -614,10 +617,8 @@ async fn sigterm_finishes_the_batch_in_flight_and_leaves_nothing_claimed() {
             .json(&json!({ "granted": true }))
             .send(),
         );
-        let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-                       AND wait_event_type = 'Lock' AND query LIKE '%consent_events%'";
         let started = Instant::now();
-        while scalar(&mut conn, waiting).await == 0 {
+        while !waits_on(&mut conn, "consent_events").await {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "the consent change never reached the database; log:\n{}",
