@@ -318,12 +318,12 @@ impl RewardWorker {
                 // another worker, counting attempts it did not make): take the usual batch's
                 // worth now and give the rest back at once, and claim the usual batch next.
                 let batched: Vec<OutboxEvent> = plan.batched.into_iter().cloned().collect();
-                let now = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
-                let (now, later) = batched.split_at(now.min(batched.len()));
+                let usual = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
+                let (first, rest) = batched.split_at(usual.min(batched.len()));
                 self.claim
                     .store(self.config.batch.max(1), Ordering::Relaxed);
-                self.release(later).await;
-                self.one_by_one(now).await?;
+                self.release(rest).await;
+                self.one_by_one(first).await?;
             }
         }
         Ok(events.len())
