@@ -428,17 +428,11 @@ pub(crate) async fn reward_rules_on(conn: &mut sqlx::AnyConnection) -> Result<Ve
         .collect()
 }
 
-/// [`Store::reward_batch`] on PostgreSQL as one statement, so one round trip: data-modifying
-/// `WITH` clauses run in the statement's one transaction, all or nothing. The points
-/// accounts and the ledger are written from what the conditional update returned, so only
-/// for the transactions this statement rewarded; an event is completed when its transaction
-/// exists (rewarded now or before).
-/// The rewards of a batch on PostgreSQL, in one statement (one implicit transaction): the
-/// conditional update of the transactions, one balance upsert per person in a fixed order (so
-/// concurrent batches cannot deadlock), the ledger entries and, with `_COMPLETE`, the removal of
+/// The statement of [`reward_batch_postgres`], with (`_COMPLETE`) or without the removal of
 /// the batch's outbox events. `$1` is the time, `$2` the writes as a JSON array of
 /// `{seq, id, points}`, and with `_COMPLETE` `$3` further outbox events to complete, a JSON
-/// array of numbers.
+/// array of numbers. The balance upserts go in a fixed order, so concurrent batches cannot
+/// deadlock.
 macro_rules! reward_batch_postgres_sql {
     ($completion:literal, $completed:literal) => {
         concat!(
@@ -472,6 +466,11 @@ const REWARD_BATCH_POSTGRES_COMPLETE: &str = reward_batch_postgres_sql!(
 );
 const REWARD_BATCH_POSTGRES_UNTOUCHED: &str = reward_batch_postgres_sql!("", "");
 
+/// [`Store::reward_batch`] on PostgreSQL as one statement, so one round trip: data-modifying
+/// `WITH` clauses run in the statement's one transaction, all or nothing. The points
+/// accounts and the ledger are written from what the conditional update returned, so only
+/// for the transactions this statement rewarded; an event is completed when its transaction
+/// exists (rewarded now or before).
 async fn reward_batch_postgres(
     conn: &mut sqlx::AnyConnection,
     writes: &[(i64, &str, i64)],

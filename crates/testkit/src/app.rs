@@ -465,9 +465,18 @@ impl TestApp {
         body["access_token"].as_str().expect("token").to_owned()
     }
 
+    /// A reward worker over this app's database, configured as the server configures it.
+    pub fn rewards_worker(&self) -> ::rewards_for_testkit::RewardWorker {
+        ::rewards_for_testkit::RewardWorker::new(
+            self.services.store.clone(),
+            self.services.clock.clone(),
+            Default::default(),
+        )
+    }
+
     /// Runs the reward worker until the outbox is empty.
     pub async fn drain_rewards(&self) {
-        let worker = rewards_worker(self);
+        let worker = self.rewards_worker();
         for _ in 0..100 {
             if worker.run_once().await.expect("reward pass") == 0 {
                 return;
@@ -542,12 +551,4 @@ impl TestApp {
             .expect("erasure pass")
             .erased
     }
-}
-
-fn rewards_worker(app: &TestApp) -> ::rewards_for_testkit::RewardWorker {
-    ::rewards_for_testkit::RewardWorker::new(
-        app.services.store.clone(),
-        app.services.clock.clone(),
-        Default::default(),
-    )
 }

@@ -1049,11 +1049,7 @@ async fn a_backlog_is_drained_in_growing_claims_and_rewarded_once(app: TestApp) 
     let people = [app.person().await, app.person().await, app.person().await];
     charge_groceries(&app, &people.iter().collect::<Vec<_>>(), 350, "Shop").await;
     // The worker as the server runs it (claims of 32, up to 512).
-    let worker = rewards_for_testkit::RewardWorker::new(
-        app.services.store.clone(),
-        app.services.clock.clone(),
-        rewards_for_testkit::WorkerConfig::default(),
-    );
+    let worker = app.rewards_worker();
     let mut rounds = Vec::new();
     loop {
         let handled = worker.run_once().await.unwrap();
@@ -1260,11 +1256,7 @@ async fn a_failed_large_batch_falls_back_for_one_batch_and_gives_the_rest_back()
     .execute(&mut db)
     .await
     .unwrap();
-    let worker = rewards_for_testkit::RewardWorker::new(
-        app.services.store.clone(),
-        app.services.clock.clone(),
-        rewards_for_testkit::WorkerConfig::default(),
-    );
+    let worker = app.rewards_worker();
     assert_eq!(worker.run_once().await.unwrap(), 32);
     assert_eq!(worker.run_once().await.unwrap(), 64);
     // Claimed: the 104 left, the poisoned one among them; the batch fails.
@@ -1367,15 +1359,11 @@ async fn remote_worker(app: &TestApp, service: axum::Router) -> rewards_for_test
         scope: "rewards".into(),
     })
     .unwrap();
-    rewards_for_testkit::RewardWorker::new(
-        app.services.store.clone(),
-        app.services.clock.clone(),
-        rewards_for_testkit::WorkerConfig::default(),
-    )
-    .with_remote(Arc::new(rewards_for_testkit::RemoteWriter {
-        client,
-        transactions_url: base,
-    }))
+    app.rewards_worker()
+        .with_remote(Arc::new(rewards_for_testkit::RemoteWriter {
+            client,
+            transactions_url: base,
+        }))
 }
 
 /// An app (SQLite) where one person made `charges` charges of 2.50 for groceries (5 points
